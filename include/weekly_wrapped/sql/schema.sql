@@ -1,0 +1,131 @@
+-- The warehouse's own tables (dbt owns staging/intermediate/marts).
+-- Idempotent: applied by `wrapped up`, by the Spark consumer at start and by tests.
+
+create schema if not exists raw;
+create schema if not exists ops;
+create schema if not exists app;
+
+-- raw: written only by the Spark consumer, upserted on natural keys.
+create table if not exists raw.plays (
+    user_id         text        not null,
+    played_at       timestamptz not null,   -- END of the play (UTC), as Spotify reports it
+    track_id        text        not null,
+    context_uri     text,
+    source          text        not null,   -- api / export / demo
+    ms_played       bigint,
+    ingested_at     timestamptz not null,
+    kafka_partition int,
+    kafka_offset    bigint,
+    loaded_at       timestamptz not null default now(),
+    primary key (user_id, played_at, track_id)
+);
+
+create table if not exists raw.tracks (
+    track_id     text primary key,
+    name         text not null,
+    duration_ms  bigint,
+    explicit     boolean,
+    popularity   int,
+    album_id     text,
+    artist_ids   text[],
+    track_number int,
+    fetched_at   timestamptz not null,
+    loaded_at    timestamptz not null default now()
+);
+
+create table if not exists raw.albums (
+    album_id               text primary key,
+    name                   text not null,
+    album_type             text,
+    release_date           text,
+    release_date_precision text,
+    artist_ids             text[],
+    image_url              text,
+    fetched_at             timestamptz not null,
+    loaded_at              timestamptz not null default now()
+);
+
+create table if not exists raw.artists (
+    artist_id  text primary key,
+    name       text not null,
+    genres     text[],
+    popularity int,
+    followers  bigint,
+    image_url  text,
+    fetched_at timestamptz not null,
+    loaded_at  timestamptz not null default now()
+);
+
+-- ops: what the consumer could not load, and what it did.
+create table if not exists ops.dead_letters (
+    id          bigserial primary key,
+    topic       text   not null,
+    "partition" int    not null,
+    "offset"    bigint not null,
+    payload     text,
+    error       text   not null,
+    received_at timestamptz not null default now(),
+    unique (topic, "partition", "offset")
+);
+
+create table if not exists ops.consumer_batches (
+    query_id     text   not null,
+    batch_id     bigint not null,
+    input_rows   bigint not null,
+    plays_rows   bigint not null default 0,
+    dead_letters bigint not null default 0,
+    duration_ms  bigint,
+    end_offsets  jsonb,          -- {"topic": {"partition": next offset}} after this batch
+    committed_at timestamptz not null default now(),
+    primary key (query_id, batch_id)
+);
+
+-- app: people, their consent, and where ingestion stands for each.
+create table if not exists app.users (
+    user_id                 text primary key,          -- Spotify user id
+    display_name            text,
+    email                   text not null,             -- asked for at onboarding
+    time_zone               text not null default 'UTC',  -- IANA name
+    refresh_token_encrypted text,                      -- Fernet, key from WRAPPED_FERNET_KEY
+    consent_at              timestamptz,
+    status                  text not null default 'active'
+        check (status in ('active', 'needs_reauth', 'unsubscribed')),
+    status_reason           text,
+    created_at              timestamptz not null default now(),
+    updated_at              timestamptz not null default now()
+);
+
+create table if not exists app.ingest_cursors (
+    user_id    text primary key references app.users (user_id),
+    after_ms   bigint not null,   -- played_at (epoch ms) of the newest play Kafka acknowledged
+    updated_at timestamptz not null default now()
+);
+
+create table if not exists app.ingest_gaps (
+    user_id     text not null references app.users (user_id),
+    gap_from    timestamptz not null,   -- the cursor before the poll
+    gap_to      timestamptz not null,   -- the oldest play the poll returned
+    detected_at timestamptz not null default now(),
+    primary key (user_id, gap_from, gap_to)
+);
+
+create table if not exists app.ingest_outcomes (
+    id         bigserial primary key,
+    run_id     text,
+    user_id    text not null,
+    outcome    text not null,   -- ok / rate_limited / needs_reauth / failed
+    plays      int  not null default 0,
+    reason     text,
+    retry_at   timestamptz,
+    created_at timestamptz not null default now()
+);
+
+create table if not exists app.sent_emails (
+    user_id    text not null references app.users (user_id),
+    week_start date not null,          -- Monday, in the user's time zone
+    recipient  text not null,
+    message_id text not null,
+    subject    text not null,
+    sent_at    timestamptz not null default now(),
+    primary key (user_id, week_start)
+);
