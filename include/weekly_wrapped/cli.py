@@ -1,0 +1,132 @@
+"""`wrapped`: run Weekly Wrapped's local stack and its demo.
+
+    wrapped up        start every service (idempotent), with health checks
+    wrapped status    what runs, where, and its health
+    wrapped logs NAME show (or follow) one service's log
+    wrapped down      stop everything `up` started, by process group
+    wrapped demo      up, onboard demo listeners, run the DAGs through Airflow to a delivered e-mail
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from weekly_wrapped.config import Settings, load_settings
+
+
+def _step(label: str, action: Callable[[], object]) -> object:
+    print(f"  • {label} ...", end="", flush=True)
+    started = time.monotonic()
+    result = action()
+    print(f" ok ({time.monotonic() - started:.1f}s)", flush=True)
+    return result
+
+
+def up(settings: Settings, with_airflow: bool = True) -> None:
+    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+    from weekly_wrapped.streaming.jars import ensure_spark_jars
+
+    print(f"Starting the local stack (state in {settings.state_dir})", flush=True)
+    _step(f"PostgreSQL on {settings.pg_host}:{settings.pg_port}", lambda: postgres.start(settings))
+    _step("warehouse tables (raw, ops, app)", lambda: postgres.apply_schema(settings.warehouse_dsn))
+    _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
+    _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings))
+    _step("fake Spotify, fake Gemini, SMTP sink", lambda: fakes.start(settings))
+    if with_airflow:
+        _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
+              lambda: airflow.start(settings))
+
+
+def down(settings: Settings) -> None:
+    from weekly_wrapped import supervisor
+    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+
+    print("Stopping the local stack", flush=True)
+    _step("Spark consumer", lambda: supervisor.stop(settings))
+    _step("Airflow", lambda: airflow.stop(settings))
+    _step("fakes", lambda: fakes.stop(settings))
+    _step("Kafka", lambda: kafka.stop(settings))
+    _step("PostgreSQL", lambda: postgres.stop(settings))
+
+
+def status(settings: Settings) -> int:
+    from weekly_wrapped import supervisor
+    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+
+    rows = [
+        ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
+        ("kafka", kafka.is_running(settings), settings.kafka_bootstrap),
+        ("fakes", fakes.is_running(settings),
+         f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, smtp :{settings.smtp_port}"),
+        ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
+        ("spark consumer", supervisor.is_running(settings), "supervised by the spark_consumers DAG"),
+    ]
+    for name, ok, where in rows:
+        print(f"{name:15} {'up  ' if ok else 'down'}  {where}")
+    health = airflow.health(settings)
+    if health:
+        parts = ", ".join(f"{k}={v.get('status')}" for k, v in health.items() if isinstance(v, dict))
+        print(f"airflow health  {parts}")
+    core_up = all(ok for name, ok, _ in rows if name != "spark consumer")
+    return 0 if core_up else 1
+
+
+def logs(settings: Settings, name: str, follow: bool, lines: int) -> int:
+    import subprocess
+
+    path = settings.state_dir / "logs" / f"{name}.log"
+    if name == "postgres":
+        path = settings.state_dir / "postgres" / "server.log"
+    if not path.exists():
+        available = sorted(p.stem for p in (settings.state_dir / "logs").glob("*.log"))
+        print(f"no log for {name!r}; available: {', '.join(available + ['postgres'])}", file=sys.stderr)
+        return 2
+    argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(path)]
+    return subprocess.call(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wrapped",
+        description="Run Weekly Wrapped's local stack (real Postgres, Kafka, Spark, Airflow, dbt) and its demo.",
+        epilog="Ports and paths come from the environment (see README, 'Configuration').",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start every service (safe to re-run)")
+    p_up.add_argument("--no-airflow", action="store_true", help="start only Postgres, Kafka and the fakes")
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("status", help="show what runs and where")
+    p_logs = sub.add_parser("logs", help="show a service's log")
+    p_logs.add_argument("name", help="kafka, postgres, airflow-scheduler, airflow-api-server, "
+                                     "airflow-dag-processor, airflow-triggerer, fake-spotify, fake-gemini, "
+                                     "smtp-sink, spark-consumer")
+    p_logs.add_argument("-f", "--follow", action="store_true")
+    p_logs.add_argument("-n", "--lines", type=int, default=50)
+    p_demo = sub.add_parser("demo", help="run the whole pipeline for the demo listeners, through Airflow")
+    p_demo.add_argument("--timeout", type=int, default=900, help="seconds to wait for each DAG run")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    if args.command == "up":
+        up(settings, with_airflow=not args.no_airflow)
+        return 0
+    if args.command == "down":
+        down(settings)
+        return 0
+    if args.command == "status":
+        return status(settings)
+    if args.command == "logs":
+        return logs(settings, args.name, args.follow, args.lines)
+    if args.command == "demo":
+        from weekly_wrapped.demo import run_demo
+
+        up(settings)
+        return run_demo(settings, timeout=args.timeout)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Airflow 3 as four processes: api-server, scheduler, dag-processor, triggerer.
+
+LocalExecutor, metadata in the stack's Postgres. Each component is its own
+service (process group), so `down` stops the task processes they spawned too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from weekly_wrapped.config import Settings
+from weekly_wrapped.stack import process
+from weekly_wrapped.stack.env import airflow_home, service_env, venv_bin
+from weekly_wrapped.stack.process import Service
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def services(settings: Settings) -> list[Service]:
+    return [
+        Service(f"airflow-{c}", settings.state_dir / "run", settings.state_dir / "logs")
+        for c in COMPONENTS
+    ]
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def password_file(settings: Settings) -> Path:
+    return airflow_home(settings) / "passwords.json"
+
+
+def admin_password(settings: Settings) -> str:
+    return json.loads(password_file(settings).read_text())["admin"]
+
+
+def health(settings: Settings) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{api_url(settings)}/api/v2/monitor/health", timeout=3) as r:
+            return json.load(r)
+    except Exception:
+        return None
+
+
+def _healthy(settings: Settings) -> bool:
+    h = health(settings)
+    if not h:
+        return False
+    return all(h.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
+
+
+def migrate(settings: Settings) -> None:
+    env = service_env(settings)
+    airflow_home(settings).mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([str(venv_bin() / "airflow"), "db", "migrate"], env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def start(settings: Settings) -> None:
+    migrate(settings)
+    env = service_env(settings)
+    airflow = str(venv_bin() / "airflow")
+    for svc, component in zip(services(settings), COMPONENTS):
+        argv = [airflow, component]
+        if component == "api-server":
+            argv += ["--port", str(settings.airflow_port), "--host", "127.0.0.1"]
+        process.start(svc, argv, env, cwd=airflow_home(settings))
+    process.wait_until(lambda: _healthy(settings), "Airflow to report healthy", 180, services(settings)[0])
+
+
+def is_running(settings: Settings) -> bool:
+    return all(process.is_running(s) for s in services(settings))
+
+
+def stop(settings: Settings) -> bool:
+    stopped = False
+    for svc in reversed(services(settings)):
+        stopped |= process.stop(svc, timeout=30)
+    return stopped

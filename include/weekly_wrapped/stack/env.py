@@ -1,0 +1,119 @@
+"""The environment every local process runs with: Airflow's settings and Connections.
+
+Connections are defined here from `Settings` (itself from the environment / `.env`),
+as `AIRFLOW_CONN_*` JSON, so nothing is hard-coded in DAGs and a user switches to
+the real Spotify, Gemini or SMTP by setting a few variables (see README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from weekly_wrapped.config import REPO_ROOT, Settings
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.state_dir / "airflow"
+
+
+def _persistent_secret(settings: Settings, name: str) -> str:
+    """A random secret made once per state folder, shared by all Airflow components."""
+    path = settings.state_dir / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _fernet_key(settings: Settings) -> str:
+    path = settings.state_dir / "secrets" / "airflow_fernet_key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def connections(settings: Settings) -> dict[str, str]:
+    conns = {
+        "postgres_default": {
+            "conn_type": "postgres", "host": settings.pg_host, "port": settings.pg_port,
+            "schema": settings.pg_database, "login": settings.pg_user, "password": settings.pg_password,
+        },
+        "kafka_default": {
+            "conn_type": "kafka",
+            "extra": {"bootstrap.servers": settings.kafka_bootstrap},
+        },
+        "spotify_default": {
+            "conn_type": "http", "login": settings.spotify_client_id,
+            "password": settings.spotify_client_secret,
+            "extra": {"api_base": settings.spotify_api_base, "accounts_base": settings.spotify_accounts_base},
+        },
+        "gemini_default": {
+            "conn_type": "http", "password": settings.gemini_api_key,
+            "extra": {"model": settings.gemini_model, "base_url": settings.gemini_base_url},
+        },
+        "smtp_default": {
+            "conn_type": "smtp", "host": settings.smtp_host, "port": settings.smtp_port,
+            "login": os.environ.get("WRAPPED_SMTP_USER", ""),
+            "password": os.environ.get("WRAPPED_SMTP_PASSWORD", ""),
+            "extra": {
+                "disable_ssl": os.environ.get("WRAPPED_SMTP_SSL", "false") != "true",
+                "disable_tls": os.environ.get("WRAPPED_SMTP_STARTTLS", "false") != "true",
+                "from_email": settings.smtp_from, "timeout": 30, "retry_limit": 3,
+            },
+        },
+        "spark_default": {"conn_type": "spark", "host": settings.spark_master},
+    }
+    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """os.environ plus everything Airflow, Spark and our code need, for child processes."""
+    home = airflow_home(settings)
+    bin_dir = venv_bin()
+    env = dict(os.environ)
+    env.update(connections(settings))
+    env.update({
+        "PATH": f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
+        "WRAPPED_STATE_DIR": str(settings.state_dir),
+        "PYSPARK_PYTHON": str(bin_dir / "python"),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "6"),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "6",
+        "AIRFLOW__CORE__FERNET_KEY": _fernet_key(settings),
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "utc",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            f"postgresql+psycopg2://{settings.pg_user}:{settings.pg_password}"
+            f"@{settings.pg_host}:{settings.pg_port}/{settings.airflow_database}"
+        ),
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": _persistent_secret(settings, "airflow_api_secret"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(settings, "airflow_jwt_secret"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    })
+    return env

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything Weekly Wrapped needs on a fresh Debian machine, and nothing twice:
+# PostgreSQL server, Java 17 and Maven (if missing), uv, the main virtualenv
+# (.local/venv) and dbt's own virtualenv (.local/dbt-venv). Safe to re-run.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+state=${WRAPPED_STATE_DIR:-$repo/.local}
+mkdir -p "$state"
+say() { printf '==> %s\n' "$*"; }
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! command -v uv >/dev/null 2>&1 && [ ! -x "$state/tools/bin/uv" ]; then
+  say "installing uv (fast Python installer) into $state/tools"
+  "$python" -m venv "$state/tools"
+  "$state/tools/bin/pip" install -q uv
+fi
+uv=$(command -v uv || echo "$state/tools/bin/uv")
+
+# A venv is rebuilt only when its requirements file changed.
+install_venv() {  # venv_dir requirements_file [extra uv args...]
+  local venv=$1 reqs=$2; shift 2
+  local stamp="$venv/.requirements.sha256"
+  local want; want=$(cat "$reqs" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  say "installing $(basename "$venv") from $(basename "$reqs")"
+  [ -x "$venv/bin/python" ] || "$uv" venv -q -p "$python" "$venv"
+  "$uv" pip install -q -p "$venv/bin/python" -r "$reqs" "$@"
+  echo "$want" > "$stamp"
+}
+
+install_venv "$state/venv" "$repo/requirements.txt" -e "$repo"
+install_venv "$state/dbt-venv" "$repo/requirements-dbt.txt"
+say "ready: $state/venv (Airflow, Spark, tools) and $state/dbt-venv (dbt)"
