@@ -1,0 +1,76 @@
+{#
+    Each play placed in its listener's own time zone: local day, hour, weekday and week
+    (weeks start Monday 00:00 local time), and how long it was listened to.
+#}
+
+with
+
+plays as (
+
+    select * from {{ ref('fct_plays') }}
+
+),
+
+users as (
+
+    select * from {{ ref('dim_user') }}
+
+),
+
+tracks as (
+
+    select * from {{ ref('dim_track') }}
+
+),
+
+localized as (
+
+    select
+        plays.play_id,
+        plays.user_id,
+        plays.track_id,
+        tracks.album_id,
+        users.time_zone,
+        plays.played_at,
+        plays.played_at at time zone users.time_zone as played_at_local,
+        plays.ms_played,
+        tracks.duration_ms,
+        plays.ms_since_previous_play
+
+    from plays
+    inner join users
+        on plays.user_id = users.user_id
+    left join tracks
+        on plays.track_id = tracks.track_id
+
+),
+
+final as (
+
+    select
+        play_id,
+        user_id,
+        track_id,
+        album_id,
+        time_zone,
+        played_at,
+        played_at_local,
+        played_at_local::date as played_on_local,
+        extract(hour from played_at_local)::int as played_hour_local,
+        extract(isodow from played_at_local)::int as played_weekday_local,
+        date_trunc('week', played_at_local)::date as week_start,
+
+        -- listened time: ms_played when known (capped at the track's length); otherwise the
+        -- track's length, capped by the time since the previous play ended (a skipped track
+        -- cannot have played longer than that); 0 when neither is known
+        case
+            when ms_played is not null then least(ms_played, duration_ms)
+            when duration_ms is not null then least(duration_ms, ms_since_previous_play)
+            else 0
+        end::bigint as ms_listened
+
+    from localized
+
+)
+
+select * from final

@@ -1,0 +1,48 @@
+with
+
+tracks as (
+
+    select * from {{ ref('stg_spotify__tracks') }}
+
+),
+
+credits as (
+
+    select
+        tracks.track_id,
+        credited.artist_id,
+        credited.artist_position
+
+    from tracks
+    cross join lateral unnest(tracks.artist_ids) with ordinality as credited (artist_id, artist_position)
+    where credited.artist_id is not null
+
+),
+
+-- an artist listed twice on one track keeps its first position
+deduplicated as (
+
+    select
+        track_id,
+        artist_id,
+        min(artist_position)::int as artist_position
+
+    from credits
+    group by track_id, artist_id
+
+),
+
+final as (
+
+    select
+        track_id || '|' || artist_id as track_artist_id,
+        track_id,
+        artist_id,
+        artist_position,
+        artist_position = 1 as is_primary_artist
+
+    from deduplicated
+
+)
+
+select * from final
