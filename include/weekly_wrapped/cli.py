@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start every service (safe to re-run)")
     p_up.add_argument("--no-airflow", action="store_true", help="start only Postgres, Kafka and the fakes")
     sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("create-topics", help="create the four Kafka topics on WRAPPED_KAFKA_BOOTSTRAP (for docker-compose)")
     sub.add_parser("status", help="show what runs and where")
     p_logs = sub.add_parser("logs", help="show a service's log")
     p_logs.add_argument("name", help="kafka, postgres, airflow-scheduler, airflow-api-server, "
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "down":
         down(settings)
+        return 0
+    if args.command == "create-topics":
+        from weekly_wrapped.stack.kafka import create_topics
+
+        create_topics(settings.kafka_bootstrap)
         return 0
     if args.command == "status":
         return status(settings)
