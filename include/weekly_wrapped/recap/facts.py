@@ -1,0 +1,243 @@
+"""One user's week, as the recap shows it: `WeekFacts`, built from a `marts.wrapped_weekly` row.
+
+Every number the e-mail or the prompt shows comes from here, already rounded the way it
+is shown, so the prompt, the grounding check and the rendered e-mail agree digit for
+digit. The mart is built in parallel by the dbt model; optional columns may be missing
+or null (genres are null for new Spotify apps), and the conversion tolerates that.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+# Column names in marts.wrapped_weekly, first match wins. The first name is the model's;
+# the others keep this code working across renames while the model settles.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "minutes": ("minutes_listened", "minutes", "total_minutes"),
+    "plays": ("plays", "play_count", "total_plays"),
+    "distinct_tracks": ("distinct_tracks", "unique_tracks", "n_distinct_tracks"),
+    "distinct_artists": ("distinct_artists", "unique_artists", "n_distinct_artists"),
+    "top_tracks": ("top_tracks", "top_5_tracks"),
+    "top_artists": ("top_artists", "top_5_artists"),
+    "top_albums": ("top_albums", "top_5_albums"),
+    "top_genres": ("top_genres", "top_5_genres"),
+    "busiest_hour": ("busiest_hour", "top_hour", "busiest_hour_local"),
+    "busiest_weekday": ("busiest_weekday", "busiest_day", "top_weekday", "busiest_isodow"),
+    "new_discoveries": ("new_discoveries", "new_artists", "new_discoveries_count"),
+    "longest_streak": ("longest_streak_days", "longest_streak", "streak_days"),
+    "minutes_change_pct": ("minutes_change_pct", "minutes_vs_prev_week_pct", "change_vs_prev_week_pct"),
+    "prev_minutes": ("prev_minutes_listened", "minutes_listened_prev_week", "previous_minutes"),
+    "has_gap": ("has_gap", "gap_detected"),
+    "time_zone": ("time_zone", "user_time_zone", "tz"),
+}
+
+
+@dataclass(frozen=True)
+class TopItem:
+    name: str
+    plays: int | None = None
+    detail: str | None = None  # e.g. the artists of a track
+
+
+@dataclass(frozen=True)
+class WeekFacts:
+    user_id: str
+    week_start: date  # Monday, in the user's time zone
+    time_zone: str
+    minutes: int  # whole minutes, as shown
+    plays: int
+    distinct_tracks: int | None = None
+    distinct_artists: int | None = None
+    top_tracks: tuple[TopItem, ...] = ()
+    top_artists: tuple[TopItem, ...] = ()
+    top_albums: tuple[TopItem, ...] = ()
+    top_genres: tuple[TopItem, ...] = ()
+    busiest_hour: int | None = None  # 0-23, local
+    busiest_weekday: str | None = None  # "Monday".."Sunday"
+    new_discoveries: int | None = None
+    longest_streak_days: int | None = None
+    minutes_change_pct: int | None = None  # whole percent vs the week before; None: no prior week
+    has_gap: bool = False
+    display_name: str | None = None
+    email: str | None = field(default=None, repr=False)
+
+    @property
+    def week_end(self) -> date:
+        """The Sunday that closes the week (inclusive)."""
+        return self.week_start + timedelta(days=6)
+
+    @property
+    def week_label(self) -> str:
+        """E.g. "16–22 Nov 2026" or "30 Nov – 6 Dec 2026"."""
+        start, end = self.week_start, self.week_end
+        if start.year != end.year:
+            return f"{start.day} {start:%b %Y} – {end.day} {end:%b %Y}"
+        if start.month != end.month:
+            return f"{start.day} {start:%b} – {end.day} {end:%b %Y}"
+        return f"{start.day}–{end.day} {end:%b %Y}"
+
+    @property
+    def busiest_hour_label(self) -> str | None:
+        return None if self.busiest_hour is None else f"{self.busiest_hour:02d}:00"
+
+    def as_prompt_facts(self) -> dict:
+        """The facts handed to the model: exactly what the e-mail shows, nothing more."""
+        facts: dict[str, Any] = {
+            "listener": self.display_name or None,
+            "week": f"{self.week_start.isoformat()} to {self.week_end.isoformat()}",
+            "time_zone": self.time_zone,
+            "minutes_listened": self.minutes,
+            "plays": self.plays,
+            "distinct_tracks": self.distinct_tracks,
+            "distinct_artists": self.distinct_artists,
+            "top_artists": [_item_fact(i) for i in self.top_artists],
+            "top_tracks": [_item_fact(i) for i in self.top_tracks],
+            "top_albums": [_item_fact(i) for i in self.top_albums],
+            "top_genres": [i.name for i in self.top_genres],
+            "busiest_hour": self.busiest_hour_label,
+            "busiest_weekday": self.busiest_weekday,
+            "new_discoveries": self.new_discoveries,
+            "longest_streak_days": self.longest_streak_days,
+            "minutes_change_vs_previous_week_pct": self.minutes_change_pct,
+            "listening_data_incomplete": self.has_gap or None,
+        }
+        return {k: v for k, v in facts.items() if v not in (None, [], "")}
+
+
+def _item_fact(item: TopItem) -> dict:
+    fact: dict[str, Any] = {"name": item.name}
+    if item.detail:
+        fact["by"] = item.detail
+    if item.plays is not None:
+        fact["plays"] = item.plays
+    return fact
+
+
+# ---- from a row ------------------------------------------------------------------------
+
+
+def _pick(row: Mapping[str, Any], key: str) -> Any:
+    for name in COLUMNS[key]:
+        if name in row and row[name] is not None:
+            return row[name]
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(round(float(value)))
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _weekday(value: Any) -> str | None:
+    """A weekday name from a name, or from an ISO day number (1 = Monday .. 7 = Sunday)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float, Decimal)) or str(value).strip().isdigit():
+        number = int(value)
+        # ISO numbering (Postgres isodow); 0 is Sunday in Postgres' plain dow.
+        return WEEKDAYS[(number - 1) % 7] if number else "Sunday"
+    text = str(value).strip()
+    for name in WEEKDAYS:
+        if name.lower().startswith(text.lower()[:3]):
+            return name
+    return text.title() or None
+
+
+def _items(value: Any, limit: int = 5) -> tuple[TopItem, ...]:
+    """A top-N list from jsonb (list of objects or strings), a JSON string, or a text[]."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [value]
+    items = []
+    for entry in value or []:
+        if entry is None:
+            continue
+        if isinstance(entry, Mapping):
+            name = entry.get("name") or entry.get("track_name") or entry.get("artist_name") or entry.get(
+                "album_name"
+            ) or entry.get("genre")
+            if not name:
+                continue
+            plays = entry.get("plays", entry.get("play_count"))
+            detail = entry.get("artists") or entry.get("artist") or entry.get("artist_names") or entry.get("by")
+            if isinstance(detail, (list, tuple)):
+                detail = ", ".join(str(d) for d in detail if d)
+            items.append(TopItem(str(name), _int(plays), str(detail) if detail else None))
+        else:
+            items.append(TopItem(str(entry)))
+    return tuple(items[:limit])
+
+
+def _change_pct(row: Mapping[str, Any], minutes: float) -> int | None:
+    pct = _pick(row, "minutes_change_pct")
+    if pct is not None:
+        return _int(pct)
+    prev = _pick(row, "prev_minutes")
+    if prev is None or float(prev) <= 0:
+        return None
+    return _int((minutes - float(prev)) * 100.0 / float(prev))
+
+
+def valid_time_zone(name: str | None) -> str:
+    """The IANA name if Python knows it, else UTC (a typo at onboarding must not stop the e-mail)."""
+    try:
+        ZoneInfo(name or "UTC")
+        return name or "UTC"
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+
+
+def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
+    """`WeekFacts` from one `marts.wrapped_weekly` row (optionally joined with app.users)."""
+    minutes_raw = float(_pick(row, "minutes") or 0)
+    return WeekFacts(
+        user_id=str(row["user_id"]),
+        week_start=_as_date(row["week_start"]),
+        time_zone=valid_time_zone(_pick(row, "time_zone")),
+        minutes=int(round(minutes_raw)),
+        plays=_int(_pick(row, "plays")) or 0,
+        distinct_tracks=_int(_pick(row, "distinct_tracks")),
+        distinct_artists=_int(_pick(row, "distinct_artists")),
+        top_tracks=_items(_pick(row, "top_tracks")),
+        top_artists=_items(_pick(row, "top_artists")),
+        top_albums=_items(_pick(row, "top_albums")),
+        top_genres=_items(_pick(row, "top_genres")),
+        busiest_hour=_int(_pick(row, "busiest_hour")),
+        busiest_weekday=_weekday(_pick(row, "busiest_weekday")),
+        new_discoveries=_int(_pick(row, "new_discoveries")),
+        longest_streak_days=_int(_pick(row, "longest_streak")),
+        minutes_change_pct=_change_pct(row, minutes_raw),
+        has_gap=bool(_pick(row, "has_gap")),
+        display_name=row.get("display_name"),
+        email=row.get("email"),
+    )
+
+
+# ---- which week ------------------------------------------------------------------------
+
+
+def last_complete_week_start(at: datetime, time_zone: str) -> date:
+    """The Monday (in `time_zone`) of the last week that has fully ended at instant `at`."""
+    local = at.astimezone(ZoneInfo(valid_time_zone(time_zone)))
+    this_monday = local.date() - timedelta(days=local.weekday())
+    return this_monday - timedelta(days=7)
