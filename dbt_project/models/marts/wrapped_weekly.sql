@@ -181,7 +181,7 @@ final as (
         ---------- totals
         weeks.plays::int as plays,
         weeks.ms_listened::bigint as ms_listened,
-        round(weeks.ms_listened / 60000.0, 1) as minutes_listened,
+        round(weeks.ms_listened / 60000.0, 1)::numeric(12, 1) as minutes_listened,
         weeks.distinct_tracks::int as distinct_tracks,
         coalesce(weekly_artists.distinct_artists, 0)::int as distinct_artists,
 
@@ -205,9 +205,9 @@ final as (
 
         ---------- change vs the week before
         coalesce(previous_weeks.plays, 0)::int as previous_week_plays,
-        round(coalesce(previous_weeks.ms_listened, 0) / 60000.0, 1) as previous_week_minutes_listened,
+        round(coalesce(previous_weeks.ms_listened, 0) / 60000.0, 1)::numeric(12, 1) as previous_week_minutes_listened,
         (weeks.plays - coalesce(previous_weeks.plays, 0))::int as plays_change,
-        round((weeks.ms_listened - coalesce(previous_weeks.ms_listened, 0)) / 60000.0, 1) as minutes_listened_change,
+        round((weeks.ms_listened - coalesce(previous_weeks.ms_listened, 0)) / 60000.0, 1)::numeric(12, 1) as minutes_listened_change,
 
         ---------- data quality
         weeks_with_gaps.user_id is not null as has_gap
