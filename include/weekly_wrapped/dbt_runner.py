@@ -1,0 +1,159 @@
+"""Run Weekly Wrapped's dbt project: build the command and its environment, then run it.
+
+dbt lives in its own virtualenv (`.local/dbt-venv`, binary from `WRAPPED_DBT_BIN`), so it is
+always a subprocess. The warehouse credentials reach dbt's `profiles.yml` as the
+`WRAPPED_PG_*` environment variables; dbt's `target/` and `logs/` go under the state folder.
+Everything here except `run_dbt` is pure, so it is tested without running dbt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from weekly_wrapped.config import REPO_ROOT
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where dbt builds: the Postgres database holding `raw`/`app` and dbt's schemas."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+class DbtError(RuntimeError):
+    """dbt exited non-zero; the message ends with the last lines of its output."""
+
+    def __init__(self, returncode: int, output_tail: Sequence[str]):
+        self.returncode = returncode
+        self.output_tail = list(output_tail)
+        super().__init__(f"dbt exited with {returncode}:\n" + "\n".join(self.output_tail))
+
+
+def default_dbt_bin(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("WRAPPED_DBT_BIN") or REPO_ROOT / ".local" / "dbt-venv" / "bin" / "dbt")
+
+
+def default_artifacts_dir(state_dir: Path) -> Path:
+    """dbt's target/ and logs/ live in `<state>/dbt/`, outside the repository."""
+    return state_dir / "dbt"
+
+
+def warehouse_from_connection(conn) -> Warehouse:
+    """An Airflow Connection (host, port, login, password, schema = database) as a Warehouse."""
+    return Warehouse(
+        host=conn.host,
+        port=int(conn.port or 5432),
+        user=conn.login,
+        password=conn.password or "",
+        database=conn.schema,
+    )
+
+
+def dbt_command(
+    dbt_bin: Path | str,
+    args: Iterable[str] = ("build",),
+    *,
+    artifacts_dir: Path,
+    project_dir: Path = DBT_PROJECT_DIR,
+) -> list[str]:
+    """The argv for `dbt <args>` on our project, with its profile and artifact paths."""
+    return [
+        str(dbt_bin),
+        *args,
+        "--project-dir", str(project_dir),
+        "--profiles-dir", str(project_dir),
+        "--target-path", str(artifacts_dir / "target"),
+        "--log-path", str(artifacts_dir / "logs"),
+    ]
+
+
+def dbt_env(warehouse: Warehouse, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The subprocess environment: `base` (default: ours) plus the warehouse as WRAPPED_PG_*."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        WRAPPED_PG_HOST=warehouse.host,
+        WRAPPED_PG_PORT=str(warehouse.port),
+        WRAPPED_PG_USER=warehouse.user,
+        WRAPPED_PG_PASSWORD=warehouse.password,
+        WRAPPED_PG_DATABASE=warehouse.database,
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        DBT_VERSION_CHECK="false",
+        DBT_USE_COLORS="false",
+        DO_NOT_TRACK="1",
+    )
+    return env
+
+
+def summarize_run_results(run_results: Mapping) -> dict[str, int]:
+    """Counts per status (success, pass, warn, error, fail, skipped) from run_results.json."""
+    return dict(Counter(result["status"] for result in run_results.get("results", [])))
+
+
+def run_dbt(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    log: Callable[[str], None] = print,
+    cwd: Path = DBT_PROJECT_DIR,
+    run_results: Path | None = None,
+) -> dict[str, int]:
+    """Run dbt, streaming its output to `log`; raise DbtError on failure.
+
+    Returns the status counts from `run_results` (dbt's run_results.json) when given.
+    """
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(
+        list(command),
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            log(line)
+        returncode = proc.wait()
+    if returncode != 0:
+        raise DbtError(returncode, tail)
+    if run_results is None or not run_results.exists():
+        return {}
+    return summarize_run_results(json.loads(run_results.read_text()))
+
+
+def build_marts(
+    warehouse: Warehouse,
+    *,
+    state_dir: Path | None = None,
+    dbt_bin: Path | str | None = None,
+    extra_args: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """`dbt build` of the whole project into `warehouse`; returns status counts."""
+    if state_dir is None:
+        from weekly_wrapped.config import load_settings
+
+        state_dir = load_settings().state_dir
+    artifacts_dir = default_artifacts_dir(state_dir)
+    command = dbt_command(dbt_bin or default_dbt_bin(), ("build", *extra_args), artifacts_dir=artifacts_dir)
+    return run_dbt(
+        command,
+        dbt_env(warehouse),
+        log=log,
+        run_results=artifacts_dir / "target" / "run_results.json",
+    )
