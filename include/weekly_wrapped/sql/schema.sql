@@ -120,6 +120,15 @@ create table if not exists app.ingest_outcomes (
     created_at timestamptz not null default now()
 );
 
+-- Tracks/albums/artists ingestion already produced to Kafka: metadata is looked up and
+-- produced once per entity, not on every poll (written with the cursor, after Kafka acked).
+create table if not exists app.entity_cache (
+    entity_type text not null,   -- track / album / artist
+    entity_id   text not null,
+    cached_at   timestamptz not null default now(),
+    primary key (entity_type, entity_id)
+);
+
 create table if not exists app.sent_emails (
     user_id    text not null references app.users (user_id),
     week_start date not null,          -- Monday, in the user's time zone
