@@ -131,16 +131,17 @@ def _first_name(value) -> str | None:
     return None
 
 
-def _find(facts: dict, *needles: str):
-    """The value of the first key containing one of the needles (facts may be nested)."""
-    for key, value in facts.items():
-        if any(n in key.lower() for n in needles) and value not in (None, "", []):
-            return value
-    for value in facts.values():
-        if isinstance(value, dict):
-            found = _find(value, *needles)
-            if found is not None:
-                return found
+def _find(facts: dict, kind: type | tuple, *names: str):
+    """The value of kind `kind` under the first matching key: exact names first, then keys
+    containing one of them (facts may be nested one level)."""
+    nested = [v for v in facts.values() if isinstance(v, dict)]
+    for exact in (True, False):
+        for scope in [facts, *nested]:
+            for name in names:
+                for key, value in scope.items():
+                    hit = key == name if exact else name in key.lower()
+                    if hit and isinstance(value, kind) and not isinstance(value, bool) and value != []:
+                        return value
     return None
 
 
@@ -150,16 +151,17 @@ def grounded_text(prompt: str) -> str:
     if not facts:
         return "What a week of music! Keep pressing play."
     sentences = []
-    plays = _find(facts, "plays")
-    minutes = _find(facts, "minutes")
-    if isinstance(plays, (int, float)) and isinstance(minutes, (int, float)):
+    number = (int, float)
+    plays = _find(facts, number, "plays")
+    minutes = _find(facts, number, "minutes_listened", "minutes")
+    if plays is not None and minutes is not None:
         sentences.append(f"You pressed play {plays} times and listened for {minutes} minutes this week.")
-    elif isinstance(plays, (int, float)):
+    elif plays is not None:
         sentences.append(f"You pressed play {plays} times this week.")
-    artist = _first_name(_find(facts, "top_artists", "artists"))
+    artist = _first_name(_find(facts, list, "top_artists", "artists"))
     if artist:
         sentences.append(f"{artist} was your most-played artist.")
-    track = _first_name(_find(facts, "top_tracks", "tracks"))
+    track = _first_name(_find(facts, list, "top_tracks", "tracks"))
     if track:
         sentences.append(f"Your song of the week was {track}.")
     sentences.append("Here's to another great week of listening!")

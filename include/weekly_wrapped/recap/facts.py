@@ -17,25 +17,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-# Column names in marts.wrapped_weekly, first match wins. The first name is the model's;
-# the others keep this code working across renames while the model settles.
+# Column names in marts.wrapped_weekly (dbt_project/models/marts/wrapped_weekly.yml is the
+# contract), first match wins. Every column but user_id and week_start may be absent or null.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "minutes": ("minutes_listened", "minutes", "total_minutes"),
-    "plays": ("plays", "play_count", "total_plays"),
-    "distinct_tracks": ("distinct_tracks", "unique_tracks", "n_distinct_tracks"),
-    "distinct_artists": ("distinct_artists", "unique_artists", "n_distinct_artists"),
-    "top_tracks": ("top_tracks", "top_5_tracks"),
-    "top_artists": ("top_artists", "top_5_artists"),
-    "top_albums": ("top_albums", "top_5_albums"),
-    "top_genres": ("top_genres", "top_5_genres"),
-    "busiest_hour": ("busiest_hour", "top_hour", "busiest_hour_local"),
-    "busiest_weekday": ("busiest_weekday", "busiest_day", "top_weekday", "busiest_isodow"),
-    "new_discoveries": ("new_discoveries", "new_artists", "new_discoveries_count"),
-    "longest_streak": ("longest_streak_days", "longest_streak", "streak_days"),
-    "minutes_change_pct": ("minutes_change_pct", "minutes_vs_prev_week_pct", "change_vs_prev_week_pct"),
-    "prev_minutes": ("prev_minutes_listened", "minutes_listened_prev_week", "previous_minutes"),
-    "has_gap": ("has_gap", "gap_detected"),
-    "time_zone": ("time_zone", "user_time_zone", "tz"),
+    "minutes": ("minutes_listened", "minutes"),
+    "plays": ("plays",),
+    "distinct_tracks": ("distinct_tracks",),
+    "distinct_artists": ("distinct_artists",),
+    "top_tracks": ("top_tracks",),
+    "top_artists": ("top_artists",),
+    "top_albums": ("top_albums",),
+    "top_genres": ("top_genres",),
+    "top_new_artists": ("top_new_artists",),
+    "busiest_hour": ("busiest_hour",),
+    "busiest_weekday": ("busiest_weekday_name", "busiest_weekday"),
+    "new_tracks": ("new_tracks",),
+    "new_artists": ("new_artists",),
+    "days_with_plays": ("days_with_plays",),
+    "longest_streak": ("longest_streak_days",),
+    "previous_week_plays": ("previous_week_plays",),
+    "plays_change": ("plays_change",),
+    "minutes_change": ("minutes_listened_change",),
+    "has_gap": ("has_gap",),
+    "time_zone": ("time_zone",),
 }
 
 
@@ -51,7 +55,7 @@ class WeekFacts:
     user_id: str
     week_start: date  # Monday, in the user's time zone
     time_zone: str
-    minutes: int  # whole minutes, as shown
+    minutes: Decimal  # minutes_listened, to 0.1 as in the mart
     plays: int
     distinct_tracks: int | None = None
     distinct_artists: int | None = None
@@ -59,11 +63,16 @@ class WeekFacts:
     top_artists: tuple[TopItem, ...] = ()
     top_albums: tuple[TopItem, ...] = ()
     top_genres: tuple[TopItem, ...] = ()
+    top_new_artists: tuple[TopItem, ...] = ()
     busiest_hour: int | None = None  # 0-23, local
-    busiest_weekday: str | None = None  # "Monday".."Sunday"
-    new_discoveries: int | None = None
+    busiest_weekday: str | None = None  # "Monday".."Sunday", local
+    new_tracks: int | None = None
+    new_artists: int | None = None
+    days_with_plays: int | None = None
     longest_streak_days: int | None = None
-    minutes_change_pct: int | None = None  # whole percent vs the week before; None: no prior week
+    previous_week_plays: int | None = None
+    plays_change: int | None = None
+    minutes_change: Decimal | None = None
     has_gap: bool = False
     display_name: str | None = None
     email: str | None = field(default=None, repr=False)
@@ -87,13 +96,17 @@ class WeekFacts:
     def busiest_hour_label(self) -> str | None:
         return None if self.busiest_hour is None else f"{self.busiest_hour:02d}:00"
 
+    @property
+    def had_previous_week(self) -> bool:
+        return bool(self.previous_week_plays)
+
     def as_prompt_facts(self) -> dict:
         """The facts handed to the model: exactly what the e-mail shows, nothing more."""
         facts: dict[str, Any] = {
             "listener": self.display_name or None,
             "week": f"{self.week_start.isoformat()} to {self.week_end.isoformat()}",
             "time_zone": self.time_zone,
-            "minutes_listened": self.minutes,
+            "minutes_listened": float(self.minutes),
             "plays": self.plays,
             "distinct_tracks": self.distinct_tracks,
             "distinct_artists": self.distinct_artists,
@@ -103,12 +116,19 @@ class WeekFacts:
             "top_genres": [i.name for i in self.top_genres],
             "busiest_hour": self.busiest_hour_label,
             "busiest_weekday": self.busiest_weekday,
-            "new_discoveries": self.new_discoveries,
+            "new_tracks": self.new_tracks,
+            "new_artists": self.new_artists,
+            "new_artists_discovered": [i.name for i in self.top_new_artists],
+            "days_with_plays": self.days_with_plays,
             "longest_streak_days": self.longest_streak_days,
-            "minutes_change_vs_previous_week_pct": self.minutes_change_pct,
             "listening_data_incomplete": self.has_gap or None,
         }
-        return {k: v for k, v in facts.items() if v not in (None, [], "")}
+        if self.had_previous_week:
+            facts["previous_week_plays"] = self.previous_week_plays
+            facts["plays_change_vs_previous_week"] = self.plays_change
+            if self.minutes_change is not None:
+                facts["minutes_change_vs_previous_week"] = float(self.minutes_change)
+        return {k: v for k, v in facts.items() if v is not None and v != [] and v != ""}
 
 
 def _item_fact(item: TopItem) -> dict:
@@ -172,30 +192,23 @@ def _items(value: Any, limit: int = 5) -> tuple[TopItem, ...]:
     for entry in value or []:
         if entry is None:
             continue
-        if isinstance(entry, Mapping):
-            name = entry.get("name") or entry.get("track_name") or entry.get("artist_name") or entry.get(
-                "album_name"
-            ) or entry.get("genre")
-            if not name:
+        if isinstance(entry, Mapping):  # the mart's shape: {"rank", "id", "name", "artists", "plays", ...}
+            if not entry.get("name"):
                 continue
-            plays = entry.get("plays", entry.get("play_count"))
-            detail = entry.get("artists") or entry.get("artist") or entry.get("artist_names") or entry.get("by")
+            detail = entry.get("artists")
             if isinstance(detail, (list, tuple)):
                 detail = ", ".join(str(d) for d in detail if d)
-            items.append(TopItem(str(name), _int(plays), str(detail) if detail else None))
+            items.append(TopItem(str(entry["name"]), _int(entry.get("plays")), str(detail) if detail else None))
         else:
             items.append(TopItem(str(entry)))
     return tuple(items[:limit])
 
 
-def _change_pct(row: Mapping[str, Any], minutes: float) -> int | None:
-    pct = _pick(row, "minutes_change_pct")
-    if pct is not None:
-        return _int(pct)
-    prev = _pick(row, "prev_minutes")
-    if prev is None or float(prev) <= 0:
+def _minutes(value: Any) -> Decimal | None:
+    """Minutes to 0.1, as the mart rounds them (also for floats from elsewhere)."""
+    if value is None:
         return None
-    return _int((minutes - float(prev)) * 100.0 / float(prev))
+    return Decimal(str(value)).quantize(Decimal("0.1"))
 
 
 def valid_time_zone(name: str | None) -> str:
@@ -209,12 +222,11 @@ def valid_time_zone(name: str | None) -> str:
 
 def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
     """`WeekFacts` from one `marts.wrapped_weekly` row (optionally joined with app.users)."""
-    minutes_raw = float(_pick(row, "minutes") or 0)
     return WeekFacts(
         user_id=str(row["user_id"]),
         week_start=_as_date(row["week_start"]),
         time_zone=valid_time_zone(_pick(row, "time_zone")),
-        minutes=int(round(minutes_raw)),
+        minutes=_minutes(_pick(row, "minutes")) or Decimal("0.0"),
         plays=_int(_pick(row, "plays")) or 0,
         distinct_tracks=_int(_pick(row, "distinct_tracks")),
         distinct_artists=_int(_pick(row, "distinct_artists")),
@@ -222,11 +234,16 @@ def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
         top_artists=_items(_pick(row, "top_artists")),
         top_albums=_items(_pick(row, "top_albums")),
         top_genres=_items(_pick(row, "top_genres")),
+        top_new_artists=_items(_pick(row, "top_new_artists")),
         busiest_hour=_int(_pick(row, "busiest_hour")),
         busiest_weekday=_weekday(_pick(row, "busiest_weekday")),
-        new_discoveries=_int(_pick(row, "new_discoveries")),
+        new_tracks=_int(_pick(row, "new_tracks")),
+        new_artists=_int(_pick(row, "new_artists")),
+        days_with_plays=_int(_pick(row, "days_with_plays")),
         longest_streak_days=_int(_pick(row, "longest_streak")),
-        minutes_change_pct=_change_pct(row, minutes_raw),
+        previous_week_plays=_int(_pick(row, "previous_week_plays")),
+        plays_change=_int(_pick(row, "plays_change")),
+        minutes_change=_minutes(_pick(row, "minutes_change")),
         has_gap=bool(_pick(row, "has_gap")),
         display_name=row.get("display_name"),
         email=row.get("email"),

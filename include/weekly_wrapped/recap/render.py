@@ -43,12 +43,18 @@ def week_range(facts: WeekFacts) -> str:
     )
 
 
-def change_label(pct: int | None) -> str | None:
-    if pct is None:
+def change_label(facts: WeekFacts) -> str | None:
+    """The change vs the week before, e.g. "+3 plays, +5.0 minutes"; None when unknown."""
+    if facts.previous_week_plays is None:
         return None
-    if pct == 0:
-        return "same as the week before (0%)"
-    return f"{'up' if pct > 0 else 'down'} {abs(pct)}% in minutes"
+    if not facts.had_previous_week:
+        return "no plays the week before"
+    parts = []
+    if facts.plays_change is not None:
+        parts.append(f"{facts.plays_change:+d} plays")
+    if facts.minutes_change is not None:
+        parts.append(f"{facts.minutes_change:+.1f} minutes")
+    return ", ".join(parts) or None
 
 
 def subject(facts: WeekFacts) -> str:
@@ -61,12 +67,13 @@ def render_bodies(facts: WeekFacts, recap: str) -> tuple[str, str]:
         "f": facts,
         "recap": recap,
         "week_range": week_range(facts),
-        "change": change_label(facts.minutes_change_pct),
+        "change": change_label(facts),
         "lists": [
             ("Top artists", facts.top_artists),
             ("Top tracks", facts.top_tracks),
             ("Top albums", facts.top_albums),
             ("Top genres", facts.top_genres),
+            ("New artists you discovered", facts.top_new_artists),
         ],
     }
     env = _environment()

@@ -58,7 +58,7 @@ def weeks_present(conn, wanted: list[tuple[str, date]]) -> list[tuple[str, date]
 def week_row(conn, user_id: str, week_start: date) -> dict | None:
     """The user's wrapped_weekly row for the week, with e-mail, name, tz and status; None if absent.
 
-    The user's current time zone (app.users) wins over the mart's copy, if the mart has one.
+    The mart's time zone (the one the week was computed in) wins; app.users' is the fallback.
     """
     with conn.cursor() as cur:
         cur.execute(WEEK_ROW_SQL, (user_id, week_start))
@@ -66,7 +66,7 @@ def week_row(conn, user_id: str, week_start: date) -> dict | None:
     if not rows:
         return None
     row = rows[0]
-    row["time_zone"] = row.pop("user_time_zone") or row.get("time_zone")
+    row["time_zone"] = row.get("time_zone") or row.pop("user_time_zone")
     return row
 
 

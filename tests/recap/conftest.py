@@ -1,0 +1,186 @@
+"""Fixtures for the recap tests: a sample wrapped_weekly row, the fake Gemini server, the
+SMTP sink with an Airflow `smtp_default` connection pointing at it, and a private
+Postgres database with the real app schema and a marts.wrapped_weekly stand-in.
+
+The fakes run in-process on free ports, so these tests never disturb the shared stack.
+The stand-in mart lives only in a database created (and dropped) here, never in `wrapped`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import uuid
+from importlib import resources
+
+import psycopg2
+import pytest
+
+from recap_rows import make_row
+
+from weekly_wrapped.fakes.gemini_server import make_server
+from weekly_wrapped.fakes.smtp_sink import start_sink
+
+GEMINI_KEY = "test-gemini-key"
+
+
+@pytest.fixture
+def row() -> dict:
+    return make_row()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gemini_server():
+    """The fake Gemini on a free port, serving in a thread; yields the server."""
+    server = make_server("127.0.0.1", 0, GEMINI_KEY)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def gemini(gemini_server):
+    """Connection-like settings for the fake Gemini, whose switches are reset for each test."""
+    from weekly_wrapped.airflow_connections import GeminiApi
+
+    gemini_server.state.configure({"reset": True})
+    return GeminiApi(GEMINI_KEY, "gemini-2.5-flash", f"http://127.0.0.1:{gemini_server.server_port}")
+
+
+@pytest.fixture
+def mailbox(tmp_path, monkeypatch):
+    """The SMTP sink on a free port, and `smtp_default` (env connection) pointing at it.
+
+    Yields the directory the .eml files land in.
+    """
+    directory = tmp_path / "mail"
+    port = free_port()
+    controller = start_sink(directory, "127.0.0.1", port)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "Weekly Wrapped <wrapped@localhost>",
+                    "timeout": 10,
+                },
+            }
+        ),
+    )
+    yield directory
+    controller.stop()
+
+
+def _server_dsn(settings, dbname: str) -> str:
+    return (
+        f"host={settings.pg_host} port={settings.pg_port} dbname={dbname} "
+        f"user={settings.pg_user} password={settings.pg_password}"
+    )
+
+
+WRAPPED_WEEKLY_STAND_IN = """
+create schema if not exists marts;
+create table marts.wrapped_weekly (
+    user_week_id text primary key,
+    user_id text not null,
+    week_start date not null,
+    week_end date,
+    time_zone text,
+    week_start_at timestamptz,
+    week_end_at timestamptz,
+    plays integer,
+    ms_listened bigint,
+    minutes_listened numeric(12, 1),
+    distinct_tracks integer,
+    distinct_artists integer,
+    days_with_plays integer,
+    longest_streak_days integer,
+    busiest_hour integer,
+    busiest_weekday integer,
+    busiest_weekday_name text,
+    top_tracks jsonb,
+    top_artists jsonb,
+    top_albums jsonb,
+    top_genres jsonb,
+    new_tracks integer,
+    new_artists integer,
+    top_new_artists jsonb,
+    previous_week_plays integer,
+    previous_week_minutes_listened numeric(12, 1),
+    plays_change integer,
+    minutes_listened_change numeric(12, 1),
+    has_gap boolean
+);
+"""
+
+
+@pytest.fixture(scope="session")
+def recap_db(request, settings):
+    """DSN of a private database: the real schema.sql plus a marts.wrapped_weekly stand-in.
+
+    Uses the running Postgres; if none answers, the shared `stack` fixture starts it
+    (a missing service is an error, never a skip).
+    """
+    admin_dsn = _server_dsn(settings, settings.pg_database)
+    try:
+        psycopg2.connect(admin_dsn, connect_timeout=5).close()
+    except psycopg2.OperationalError:
+        request.getfixturevalue("stack")
+    name = f"wrapped_recap_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(admin_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    dsn = _server_dsn(settings, name)
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(resources.files("weekly_wrapped").joinpath("sql/schema.sql").read_text())
+        cur.execute(WRAPPED_WEEKLY_STAND_IN)
+    conn.close()
+    yield dsn
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+    admin.close()
+
+
+@pytest.fixture
+def db(recap_db):
+    """An autocommit connection to the private database; empties the recap's tables after the test."""
+    conn = psycopg2.connect(recap_db)
+    conn.autocommit = True
+    yield conn
+    with conn.cursor() as cur:
+        cur.execute("truncate app.sent_emails, marts.wrapped_weekly, app.users cascade")
+    conn.close()
+
+
+def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active") -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into app.users (user_id, display_name, email, time_zone, status) values (%s, %s, %s, %s, %s)",
+            (user_id, "Ada", email, time_zone, status),
+        )
+
+
+def insert_week(conn, row: dict) -> None:
+    columns = [c for c in row if c not in ("display_name", "email")]
+    values = [json.dumps(row[c]) if isinstance(row[c], (list, dict)) else row[c] for c in columns]
+    with conn.cursor() as cur:
+        cur.execute(
+            f"insert into marts.wrapped_weekly ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
+            values,
+        )

@@ -1,0 +1,62 @@
+"""Sample marts.wrapped_weekly rows for the recap tests (a module, not conftest, so tests can import it)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+
+def make_row(**overrides) -> dict:
+    """One marts.wrapped_weekly row, shaped as the model's contract (wrapped_weekly.yml)."""
+    row = {
+        "user_week_id": "recap-user-1|2026-11-16",
+        "user_id": "recap-user-1",
+        "week_start": date(2026, 11, 16),
+        "week_end": date(2026, 11, 22),
+        "time_zone": "Europe/Berlin",
+        "plays": 87,
+        "ms_listened": 18_744_000,
+        "minutes_listened": Decimal("312.4"),
+        "distinct_tracks": 61,
+        "distinct_artists": 23,
+        "days_with_plays": 6,
+        "longest_streak_days": 4,
+        "busiest_hour": 21,
+        "busiest_weekday": 5,
+        "busiest_weekday_name": "Friday",
+        "top_tracks": [
+            {"rank": i + 1, "id": f"t{i}", "name": name, "artists": artists, "plays": plays, "minutes": 10.5}
+            for i, (name, artists, plays) in enumerate(
+                [
+                    ("Hyperballad", "Björk", 9),
+                    ("Teardrop", "Massive Attack", 8),
+                    ("Glory Box", "Portishead", 7),
+                    ("Unfinished Sympathy", "Massive Attack", 6),
+                    ("Roads", "Portishead", 5),
+                ]
+            )
+        ],
+        "top_artists": [
+            {"rank": i + 1, "id": f"a{i}", "name": name, "artists": None, "plays": plays, "minutes": 30.0}
+            for i, (name, plays) in enumerate(
+                [("Björk", 20), ("Massive Attack", 17), ("Portishead", 15), ("Tricky", 11), ("Blink-182", 3)]
+            )
+        ],
+        "top_albums": [
+            {"rank": 1, "id": "al1", "name": "Post", "artists": "Björk", "plays": 14, "minutes": 50.2},
+            {"rank": 2, "id": "al2", "name": "Mezzanine", "artists": "Massive Attack", "plays": 13, "minutes": 48.0},
+        ],
+        "top_genres": [],
+        "new_tracks": 12,
+        "new_artists": 2,
+        "top_new_artists": [{"rank": 1, "id": "a3", "name": "Tricky", "plays": 11}],
+        "previous_week_plays": 64,
+        "previous_week_minutes_listened": Decimal("250.0"),
+        "plays_change": 23,
+        "minutes_listened_change": Decimal("62.4"),
+        "has_gap": False,
+        "display_name": "Ada",
+        "email": "ada@example.com",
+    }
+    row.update(overrides)
+    return row

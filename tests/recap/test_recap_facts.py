@@ -1,0 +1,62 @@
+"""WeekFacts from a wrapped_weekly row, and which week is "the last complete one"."""
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from recap_rows import make_row
+
+from weekly_wrapped.recap.facts import facts_from_row, last_complete_week_start
+
+
+def test_facts_take_every_number_from_the_row():
+    facts = facts_from_row(make_row())
+    assert facts.minutes == Decimal("312.4")
+    assert (facts.plays, facts.distinct_tracks, facts.distinct_artists) == (87, 61, 23)
+    assert (facts.busiest_hour, facts.busiest_weekday) == (21, "Friday")
+    assert (facts.new_tracks, facts.new_artists, facts.longest_streak_days, facts.days_with_plays) == (12, 2, 4, 6)
+    assert (facts.previous_week_plays, facts.plays_change, facts.minutes_change) == (64, 23, Decimal("62.4"))
+    assert [t.name for t in facts.top_tracks] == ["Hyperballad", "Teardrop", "Glory Box", "Unfinished Sympathy", "Roads"]
+    assert facts.top_tracks[1].detail == "Massive Attack" and facts.top_tracks[1].plays == 8
+    assert [a.name for a in facts.top_artists][:2] == ["Björk", "Massive Attack"]
+    assert facts.top_genres == ()
+    assert facts.week_end == date(2026, 11, 22)
+    assert facts.week_label == "16–22 Nov 2026"
+
+
+def test_optional_columns_may_be_missing_or_null():
+    minimal = {"user_id": "u", "week_start": "2026-11-30", "plays": 3, "minutes_listened": 7.25,
+               "top_genres": None, "top_tracks": "[]", "has_gap": None}
+    facts = facts_from_row(minimal)
+    assert facts.minutes == Decimal("7.2") or facts.minutes == Decimal("7.3")
+    assert facts.time_zone == "UTC" and facts.top_genres == () and facts.top_tracks == ()
+    assert facts.busiest_weekday is None and facts.previous_week_plays is None and facts.has_gap is False
+    assert facts.week_label == "30 Nov – 6 Dec 2026"
+    prompt_facts = facts.as_prompt_facts()
+    assert "top_genres" not in prompt_facts and "plays_change_vs_previous_week" not in prompt_facts
+
+
+def test_unknown_time_zone_falls_back_to_utc_and_weekday_numbers_are_iso():
+    facts = facts_from_row(make_row(time_zone="Mars/Olympus", busiest_weekday_name=None, busiest_weekday=7))
+    assert facts.time_zone == "UTC"
+    assert facts.busiest_weekday == "Sunday"
+
+
+def test_no_previous_week_means_no_change_in_the_facts():
+    facts = facts_from_row(make_row(previous_week_plays=0, plays_change=87, minutes_listened_change=Decimal("312.4")))
+    assert not facts.had_previous_week
+    assert "plays_change_vs_previous_week" not in facts.as_prompt_facts()
+
+
+def test_last_complete_week_is_computed_in_the_users_zone():
+    # Monday 2026-11-23 12:00 UTC: every zone has finished the week of Monday 2026-11-16.
+    noon = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+    for tz in ("UTC", "Europe/Berlin", "America/Los_Angeles", "Pacific/Kiritimati", "Etc/GMT+12"):
+        assert last_complete_week_start(noon, tz) == date(2026, 11, 16), tz
+    # Monday 07:00 UTC is still Sunday in Los Angeles: its last complete week is the one before.
+    early = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
+    assert last_complete_week_start(early, "Europe/Berlin") == date(2026, 11, 16)
+    assert last_complete_week_start(early, "America/Los_Angeles") == date(2026, 11, 9)
+    # Across a DST change (Europe, 2026-10-25): still Monday-to-Monday in local time.
+    assert last_complete_week_start(datetime(2026, 10, 26, 0, 30, tzinfo=timezone.utc), "Europe/Berlin") == date(
+        2026, 10, 19
+    )
