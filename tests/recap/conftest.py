@@ -9,7 +9,6 @@ The stand-in mart lives only in a database created (and dropped) here, never in 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import uuid
 from importlib import resources
@@ -17,7 +16,7 @@ from importlib import resources
 import psycopg2
 import pytest
 
-from recap_rows import make_row
+from recap_helpers import free_port, make_row
 
 from weekly_wrapped.fakes.gemini_server import make_server
 from weekly_wrapped.fakes.smtp_sink import start_sink
@@ -28,12 +27,6 @@ GEMINI_KEY = "test-gemini-key"
 @pytest.fixture
 def row() -> dict:
     return make_row()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -166,21 +159,3 @@ def db(recap_db):
     with conn.cursor() as cur:
         cur.execute("truncate app.sent_emails, marts.wrapped_weekly, app.users cascade")
     conn.close()
-
-
-def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active") -> None:
-    with conn.cursor() as cur:
-        cur.execute(
-            "insert into app.users (user_id, display_name, email, time_zone, status) values (%s, %s, %s, %s, %s)",
-            (user_id, "Ada", email, time_zone, status),
-        )
-
-
-def insert_week(conn, row: dict) -> None:
-    columns = [c for c in row if c not in ("display_name", "email")]
-    values = [json.dumps(row[c]) if isinstance(row[c], (list, dict)) else row[c] for c in columns]
-    with conn.cursor() as cur:
-        cur.execute(
-            f"insert into marts.wrapped_weekly ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
-            values,
-        )

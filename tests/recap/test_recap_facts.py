@@ -3,7 +3,7 @@
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from recap_rows import make_row
+from recap_helpers import make_row
 
 from weekly_wrapped.recap.facts import facts_from_row, last_complete_week_start
 

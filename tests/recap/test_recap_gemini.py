@@ -5,7 +5,7 @@ import json
 
 import httpx
 import pytest
-from recap_rows import make_row
+from recap_helpers import make_row
 
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.gemini import generate_recap_text

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from recap_rows import make_row
+from recap_helpers import make_row
 
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.grounding import (

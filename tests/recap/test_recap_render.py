@@ -7,7 +7,7 @@ from decimal import Decimal
 from email import message_from_bytes, policy
 from html.parser import HTMLParser
 
-from recap_rows import make_row
+from recap_helpers import make_row
 
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.grounding import template_recap

@@ -39,6 +39,7 @@ import re
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -68,12 +69,15 @@ class FakeSpotify:
     """All server state, behind one lock. Pure in-memory; restart = fresh state."""
 
     def __init__(self, seed: int = 7, n_users: int = 3, client_id: str = "demo-client-id",
-                 client_secret: str = "demo-client-secret", now: int | None = None):
+                 client_secret: str = "demo-client-secret", now: int | None = None, user_prefix: str = ""):
         self.seed = seed
         self.client_id = client_id
         self.client_secret = client_secret
         self.catalogue = dl.build_catalogue(seed)
-        self.users = {u.user_id: u for u in dl.demo_users(n_users)}
+        # A prefix gives tests their own user ids next to the demo's in one warehouse.
+        self.users = {user_prefix + u.user_id: replace(u, user_id=user_prefix + u.user_id,
+                                                       email=user_prefix + u.email)
+                      for u in dl.demo_users(n_users)}
         self.lock = threading.Lock()
         self.frozen_now_ms = now
         self.codes: dict[str, dict] = {}           # code -> {user_id, redirect_uri, scope}

@@ -1,7 +1,12 @@
-"""Sample marts.wrapped_weekly rows for the recap tests (a module, not conftest, so tests can import it)."""
+"""Helpers for the recap tests: sample marts.wrapped_weekly rows, free ports.
+
+A plain module rather than conftest, so test files can import it by a unique name.
+"""
 
 from __future__ import annotations
 
+import json
+import socket
 from datetime import date
 from decimal import Decimal
 
@@ -60,3 +65,27 @@ def make_row(**overrides) -> dict:
     }
     row.update(overrides)
     return row
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active") -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into app.users (user_id, display_name, email, time_zone, status) values (%s, %s, %s, %s, %s)",
+            (user_id, "Ada", email, time_zone, status),
+        )
+
+
+def insert_week(conn, row: dict) -> None:
+    columns = [c for c in row if c not in ("display_name", "email")]
+    values = [json.dumps(row[c]) if isinstance(row[c], (list, dict)) else row[c] for c in columns]
+    with conn.cursor() as cur:
+        cur.execute(
+            f"insert into marts.wrapped_weekly ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
+            values,
+        )
