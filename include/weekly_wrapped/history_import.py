@@ -151,3 +151,35 @@ def to_messages(
                 "track_id": r.track_id, "name": r.track_name, "fetched_at": r.ts_ms,
             })
     return list(plays.values()), list(tracks.values())
+
+
+def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progress_every: int = 10_000) -> dict:
+    """Validate the whole export, then produce its plays and track names to Kafka.
+
+    Nothing is produced from a broken export. Re-importing the same export is safe:
+    every play keeps its natural key, so the consumer upserts it onto itself.
+    """
+    import logging
+    import time
+
+    from weekly_wrapped.producer import StreamProducer
+    from weekly_wrapped.users import get_user
+
+    log = logging.getLogger(__name__)
+    if get_user(dsn, user_id) is None:
+        raise ExportError(f"user {user_id!r} is not onboarded: connect them first, so their time zone is known")
+    records = read_export(Path(path))
+    plays, tracks = to_messages(records, user_id, ingested_at_ms=int(time.time() * 1000))
+    log.info("export %s: %d records, %d plays to import (%d skips/podcasts left out), %d tracks",
+             path, len(records), len(plays), len(records) - len(plays), len(tracks))
+    producer = StreamProducer(kafka_config)
+    producer.send_all(((contracts.TRACKS_TOPIC, t) for t in tracks), validated=True)
+    for i, play in enumerate(plays, 1):
+        producer.send(contracts.PLAYS_TOPIC, play, validated=True)
+        if i % progress_every == 0:
+            log.info("produced %d/%d plays", i, len(plays))
+    report = producer.flush()
+    first = min((p["played_at"] for p in plays), default=None)
+    last = max((p["played_at"] for p in plays), default=None)
+    return {"user_id": user_id, "records": len(records), "plays": len(plays), "tracks": len(tracks),
+            "delivered": report.delivered, "first_played_at_ms": first, "last_played_at_ms": last}
