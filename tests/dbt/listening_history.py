@@ -1,0 +1,113 @@
+"""A small, hand-checkable listening history in two time zones (Berlin UTC+1, Tokyo UTC+9).
+
+Every expected number in test_wrapped_weekly.py is worked out in the comments here.
+Track lengths: Heroes 6:00, Under Pressure 4:00, Bohemian Rhapsody 5:00, Says 8:00.
+Listened time: ms_played if known (capped at the length), else the length capped by the time
+since the previous play ended; a track without metadata counts 0.
+"""
+
+from __future__ import annotations
+
+USERS = [
+    # user_id, email, time_zone
+    ("berlin", "berlin@example.com", "Europe/Berlin"),
+    ("tokyo", "tokyo@example.com", "Asia/Tokyo"),
+]
+
+ARTISTS = [
+    # artist_id, name, genres (None: Spotify gave none)
+    ("a_bowie", "David Bowie", ["art rock", "glam rock"]),
+    ("a_queen", "Queen", ["rock", "glam rock"]),
+    ("a_nils", "Nils Frahm", None),
+]
+
+ALBUMS = [
+    # album_id, name, artist_ids
+    ("al_heroes", "Heroes", ["a_bowie"]),
+    ("al_opera", "A Night at the Opera", ["a_queen"]),
+    ("al_spaces", "Spaces", ["a_nils"]),
+]
+
+TRACKS = [
+    # track_id, name, duration_ms, album_id, artist_ids
+    ("t_heroes", "Heroes", 360_000, "al_heroes", ["a_bowie"]),
+    ("t_pressure", "Under Pressure", 240_000, "al_opera", ["a_queen", "a_bowie"]),
+    ("t_bohemian", "Bohemian Rhapsody", 300_000, "al_opera", ["a_queen"]),
+    ("t_says", "Says", 480_000, "al_spaces", ["a_nils"]),
+    # t_unknown: played, but its metadata never arrived
+]
+
+PLAYS = [
+    # user_id, played_at (UTC, end of play), track_id, source, ms_played
+    # --- berlin, week of Mon 2026-11-09 (local) --------------------------------- 2 plays, 10.0 min
+    ("berlin", "2026-11-10 19:00:00+00", "t_heroes", "api", None),  # Tue 20:00; 360000
+    ("berlin", "2026-11-10 19:04:00+00", "t_pressure", "api", None),  # 4 min later: 240000
+    # --- berlin, week of Mon 2026-11-16 ---------------------------------------- 7 plays, 25.0 min
+    ("berlin", "2026-11-16 07:00:00+00", "t_heroes", "api", None),  # Mon 08:00 ...
+    ("berlin", "2026-11-16 07:00:06+00", "t_heroes", "export", 200_000),  # ... same play: 200000
+    ("berlin", "2026-11-16 07:05:00+00", "t_bohemian", "api", None),  # Mon 08:05; 300000
+    ("berlin", "2026-11-17 07:05:00+00", "t_bohemian", "api", None),  # Tue 08:05; 300000
+    ("berlin", "2026-11-17 07:09:00+00", "t_pressure", "api", None),  # Tue 08:09; 240000
+    ("berlin", "2026-11-19 20:00:00+00", "t_says", "export", 100_000),  # Thu 21:00; 100000
+    ("berlin", "2026-11-22 22:30:00+00", "t_bohemian", "api", None),  # Sun 23:30, still this week; 300000
+    ("berlin", "2026-11-22 22:31:00+00", "t_pressure", "api", None),  # skipped after 60 s: 60000
+    # --- tokyo ------------------------------------------------------------------------------
+    ("tokyo", "2026-11-22 14:00:00+00", "t_unknown", "api", None),  # Sun 23:00 JST, week 11-16; 0
+    ("tokyo", "2026-11-22 15:10:00+00", "t_says", "api", None),  # Mon 00:10 JST: week 11-23; 480000
+    ("tokyo", "2026-11-23 15:30:00+00", "t_says", "api", None),  # Tue 00:30 JST; 480000
+    ("tokyo", "2026-11-24 12:00:00+00", "t_heroes", "export", 400_000),  # Tue 21:00; capped 360000
+]
+
+INGEST_GAPS = [
+    # user_id, gap_from, gap_to: Fri 2026-11-20 11:00-12:00 Berlin, inside berlin's week of 11-16
+    ("berlin", "2026-11-20 10:00:00+00", "2026-11-20 11:00:00+00"),
+]
+
+# Loaded by a later batch (the incremental test): the export copy of berlin's Sunday 23:30
+# play (9 s later, knows ms_played) and a brand-new play on Monday 2026-11-23.
+LATE_PLAYS = [
+    ("berlin", "2026-11-22 22:30:09+00", "t_bohemian", "export", 150_000),
+    ("berlin", "2026-11-23 08:00:00+00", "t_says", "api", None),
+]
+
+
+def seed_listening_history(conn) -> None:
+    with conn.cursor() as cur:
+        for user_id, email, time_zone in USERS:
+            cur.execute(
+                "insert into app.users (user_id, email, time_zone, display_name, consent_at)"
+                " values (%s, %s, %s, %s, now())",
+                (user_id, email, time_zone, user_id.title()),
+            )
+        for artist_id, name, genres in ARTISTS:
+            cur.execute(
+                "insert into raw.artists (artist_id, name, genres, fetched_at) values (%s, %s, %s, now())",
+                (artist_id, name, genres),
+            )
+        for album_id, name, artist_ids in ALBUMS:
+            cur.execute(
+                "insert into raw.albums (album_id, name, artist_ids, fetched_at) values (%s, %s, %s, now())",
+                (album_id, name, artist_ids),
+            )
+        for track_id, name, duration_ms, album_id, artist_ids in TRACKS:
+            cur.execute(
+                "insert into raw.tracks (track_id, name, duration_ms, album_id, artist_ids, fetched_at)"
+                " values (%s, %s, %s, %s, %s, now())",
+                (track_id, name, duration_ms, album_id, artist_ids),
+            )
+        insert_plays(conn, PLAYS)
+        for user_id, gap_from, gap_to in INGEST_GAPS:
+            cur.execute(
+                "insert into app.ingest_gaps (user_id, gap_from, gap_to) values (%s, %s, %s)",
+                (user_id, gap_from, gap_to),
+            )
+
+
+def insert_plays(conn, plays) -> None:
+    with conn.cursor() as cur:
+        for user_id, played_at, track_id, source, ms_played in plays:
+            cur.execute(
+                "insert into raw.plays (user_id, played_at, track_id, source, ms_played, ingested_at)"
+                " values (%s, %s, %s, %s, %s, now())",
+                (user_id, played_at, track_id, source, ms_played),
+            )
