@@ -12,12 +12,12 @@ from weekly_wrapped.config import REPO_ROOT
 
 DAGS_DIR = REPO_ROOT / "dags"
 EXPECTED = {
-    # dag_id: words the timetable's description must contain
-    "spotify_ingest": "hour",
-    "spark_consumers": "minute",
-    "dbt_build": "asset",
-    "weekly_wrapped": "monday",
-    "spotify_history_import": "none",
+    # dag_id: what its schedule (repr of `dag.schedule` and the timetable's type) must contain
+    "spotify_ingest": "@hourly",
+    "spark_consumers": "*/5 * * * *",
+    "dbt_build": "Asset(name='wrapped_raw_plays'",
+    "weekly_wrapped": "* * 1",  # cron on Mondays
+    "spotify_history_import": "None",
 }
 
 # Runs in a child: blocks sockets, points Airflow's DB at nowhere, parses one file.
@@ -27,12 +27,12 @@ PARSE = textwrap.dedent("""
         raise RuntimeError("network or database touched at DAG parse time")
     socket.socket.connect = refuse
     socket.create_connection = refuse
-    from airflow.models.dagbag import DagBag
-    bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
     out = {"errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()}, "dags": {}}
     for dag_id, dag in bag.dags.items():
         out["dags"][dag_id] = {
-            "schedule": (dag.timetable.summary + " " + type(dag.timetable).__name__).lower(),
+            "schedule": f"{dag.schedule!r} {type(dag.timetable).__name__}",
             "tags": sorted(dag.tags),
             "catchup": dag.catchup,
             "retries": {t.task_id: t.retries for t in dag.tasks},
