@@ -1,0 +1,103 @@
+"""spotify_ingest: every hour, each active user's new Spotify plays and their metadata into Kafka.
+
+Users are split into batches and the batches mapped over (`ingest_batch`), so a run scales
+past hundreds of users while each mapped task's name shows its users' outcomes in the UI
+(e.g. `demo-ana ok 12, demo-yuki rate-limited`). Inside a batch users run in a small thread
+pool with one client-side rate limit. A user's cursor moves only after Kafka acknowledged all
+their messages; a Kafka failure fails the batch and Airflow's retry starts from the same cursor.
+Rate-limited users are skipped until their `retry_at`; `invalid_grant` marks a user
+`needs_reauth`. Details per user: `app.ingest_outcomes`; gaps: `app.ingest_gaps`.
+
+Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
+Connections: `spotify_default`, `kafka_default`, `postgres_default`.
+Env: `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`), `WRAPPED_INGEST_BATCH_SIZE` (users per
+mapped task, default 10), `WRAPPED_INGEST_PARALLEL_BATCHES` (default 4),
+`WRAPPED_INGEST_THREADS` (users at once in a batch, default 4), `WRAPPED_SPOTIFY_RPS` (default 10).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+from weekly_wrapped.assets import KAFKA_PLAYS
+
+DAG_ID = Path(__file__).stem
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=os.getenv("WRAPPED_INGEST_SCHEDULE", "@hourly"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    # Two overlapping runs would poll the same users at once; cursors only move forward, but why waste quota.
+    max_active_runs=1,
+    tags=["weekly-wrapped", "ingest", "spotify", "kafka"],
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    doc_md=__doc__,
+)
+def spotify_ingest():
+    @task
+    def plan_batches() -> list[list[str]]:
+        """Active users (not needs_reauth / unsubscribed), in batches for mapping."""
+        from weekly_wrapped.airflow_connections import warehouse_dsn
+        from weekly_wrapped.ingest import batches
+        from weekly_wrapped.users import list_active_users
+
+        user_ids = list_active_users(warehouse_dsn())
+        print(f"{len(user_ids)} active users")
+        return batches(user_ids, int(os.getenv("WRAPPED_INGEST_BATCH_SIZE", "10")))
+
+    @task(
+        map_index_template="{{ ingest_label }}",
+        max_active_tis_per_dagrun=int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4")),
+        outlets=[KAFKA_PLAYS],
+    )
+    def ingest_batch(user_ids: list[str]) -> list[dict]:
+        """Poll, produce and advance cursors for one batch of users; fail if a retry could help."""
+        from airflow.sdk import get_current_context
+
+        from weekly_wrapped import airflow_connections as conns
+        from weekly_wrapped.config import load_settings
+        from weekly_wrapped.ingest import IngestConfig, ingest_users, raise_for_failures, summary_label
+        from weekly_wrapped.spotify import app_from_connection
+
+        context = get_current_context()
+        context["ingest_label"] = ", ".join(user_ids)[:200]  # until the outcomes are known
+        cfg = IngestConfig(
+            dsn=conns.warehouse_dsn(),
+            kafka_config=conns.kafka_config(),
+            app=app_from_connection(conns.spotify_app()),
+            fernet_key=load_settings().fernet_key,
+            max_workers=int(os.getenv("WRAPPED_INGEST_THREADS", "4")),
+            requests_per_second=float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")),
+        )
+        outcomes = ingest_users(cfg, list(user_ids), run_id=context["run_id"])
+        context["ingest_label"] = summary_label(outcomes)
+        for o in outcomes:
+            print(f"{o.user_id:30} {o.outcome:13} plays={o.plays:<4} {o.reason or ''}"
+                  f"{' retry_at=' + o.retry_at.isoformat() if o.retry_at else ''}")
+        plays = sum(o.plays for o in outcomes)
+        context["outlet_events"][KAFKA_PLAYS].extra = {"plays": plays, "users": len(outcomes)}
+        raise_for_failures(outcomes)  # after everyone ran: one user's failure never stops the others
+        return [o.as_dict() for o in outcomes]
+
+    @task
+    def summarize(results: list[list[dict]]) -> dict:
+        """Outcome counts for the whole run (XCom and log)."""
+        counts: dict[str, int] = {}
+        plays = 0
+        for batch in results:
+            for o in batch:
+                counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
+                plays += o["plays"]
+        print(f"spotify_ingest: {plays} plays; users by outcome: {counts}")
+        return {"plays": plays, **counts}
+
+    summarize(ingest_batch.expand(user_ids=plan_batches()))
+
+
+spotify_ingest()
