@@ -19,13 +19,71 @@ from weekly_wrapped.airflow_client import AirflowClient
 from weekly_wrapped.config import Settings
 from weekly_wrapped.stack import airflow
 
-PIPELINE_DAGS = ("spotify_ingest", "spark_consumers", "dbt_build", "weekly_wrapped")
+PIPELINE_DAGS = ("spotify_history_import", "spotify_ingest", "spark_consumers", "dbt_build", "weekly_wrapped")
+# How much history each demo listener's privacy export holds before the demo's "now".
+EXPORT_DAYS = 15
 
 
-def demo_week_start(now: dt.datetime) -> dt.date:
-    """The Monday of the last complete week before `now` (the week the demo recaps)."""
-    this_monday = now.date() - dt.timedelta(days=now.weekday())
-    return this_monday - dt.timedelta(days=7)
+def demo_clock(real_now: dt.datetime) -> dt.datetime:
+    """The instant the demo plays at: the latest Monday 06:00 UTC, so last week is complete everywhere."""
+    monday = (real_now - dt.timedelta(hours=6)).date()
+    monday -= dt.timedelta(days=monday.weekday())
+    return dt.datetime.combine(monday, dt.time(6), dt.timezone.utc)
+
+
+def demo_week_start(clock: dt.datetime) -> dt.date:
+    """The week the demo recaps: the one that ended just before the demo clock's Monday."""
+    return clock.date() - dt.timedelta(days=7)
+
+
+def export_records(seed: int, user, start_ms: int, end_ms: int) -> list[dict]:
+    """A listener's plays as Spotify's privacy export writes them (`ts` to the second)."""
+    from weekly_wrapped.fakes import demo_listener as dl
+
+    catalogue = dl.build_catalogue(seed)
+    records = []
+    for play in dl.plays_between(seed, user, start_ms, end_ms):
+        track = catalogue.tracks[play.track_id]
+        album = catalogue.albums[track.album_id]
+        ts = dt.datetime.fromtimestamp(play.played_at_ms // 1000, dt.timezone.utc)
+        records.append({
+            "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "platform": "demo", "ms_played": play.ms_played,
+            "conn_country": "DE", "master_metadata_track_name": track.name,
+            "master_metadata_album_artist_name": catalogue.artists[track.artist_ids[0]].name,
+            "master_metadata_album_album_name": album.name,
+            "spotify_track_uri": f"spotify:track:{play.track_id}", "episode_name": None,
+            "reason_start": "trackdone", "reason_end": "trackdone", "shuffle": False,
+            "skipped": False, "offline": False, "incognito_mode": False,
+        })
+    return records
+
+
+def write_demo_exports(settings: Settings, clock: dt.datetime, seed: int = 7, n_users: int = 3) -> dict[str, Path]:
+    """One export folder per demo listener, covering EXPORT_DAYS up to the demo clock."""
+    import json
+
+    from weekly_wrapped.fakes import demo_listener as dl
+
+    end_ms = int(clock.timestamp() * 1000)
+    start_ms = end_ms - EXPORT_DAYS * 86_400_000
+    folders = {}
+    for user in dl.demo_users(n_users):
+        folder = settings.state_dir / "exports" / user.user_id
+        folder.mkdir(parents=True, exist_ok=True)
+        records = export_records(seed, user, start_ms, end_ms)
+        (folder / "Streaming_History_Audio_demo_0.json").write_text(json.dumps(records, indent=1))
+        folders[user.user_id] = folder
+    return folders
+
+
+def _set_fake_clock(settings: Settings, clock: dt.datetime) -> None:
+    import json
+    import urllib.request
+
+    body = json.dumps({"now": clock.isoformat()}).encode()
+    req = urllib.request.Request(f"{settings.spotify_accounts_base.rstrip('/')}/_control/clock", data=body,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=10).close()
 
 
 def _say(message: str) -> None:
@@ -93,16 +151,23 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     from weekly_wrapped.users import onboard_demo_users
 
     started = time.monotonic()
-    week_start = demo_week_start(dt.datetime.now(dt.timezone.utc))
+    clock = demo_clock(dt.datetime.now(dt.timezone.utc))
+    week_start = demo_week_start(clock)
+    _say(f"demo clock: {clock:%a %Y-%m-%d %H:%M} UTC; the recap covers the week of {week_start}")
+    _set_fake_clock(settings, clock)
     _say("onboarding the demo listeners through the (fake) Spotify consent flow")
     users = onboard_demo_users(settings)
     _say(f"onboarded {len(users)} listeners: {', '.join(users)}")
+    exports = write_demo_exports(settings, clock)
 
     client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
     for dag_id in PIPELINE_DAGS:
         client.wait_for_dag(dag_id)
         client.unpause(dag_id)
 
+    for user_id, folder in exports.items():
+        _say(f"importing {user_id}'s privacy export ({EXPORT_DAYS} days) from {folder}")
+        _run_dag(client, "spotify_history_import", timeout, conf={"user_id": user_id, "path": str(folder)})
     _run_dag(client, "spotify_ingest", timeout)
     _run_dag(client, "spark_consumers", timeout)
     _wait_for_consumer(settings, timeout)
