@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.assets import MARTS_WRAPPED, RAW_PLAYS
 
@@ -26,6 +26,13 @@ DAG_ID = "dbt_build"
     tags=["weekly_wrapped", "dbt", "marts"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     doc_md=__doc__,
+    params={
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            description="Rebuild fct_plays from scratch (dbt build --full-refresh).",
+        ),
+    },
 )
 def dbt_build():
     @task(outlets=[MARTS_WRAPPED], execution_timeout=timedelta(minutes=30))
@@ -37,7 +44,8 @@ def dbt_build():
         from weekly_wrapped.dbt_runner import warehouse_from_connection
 
         warehouse = warehouse_from_connection(Connection.get(WAREHOUSE_CONN_ID))
-        statuses = run_dbt_build(warehouse)
+        extra_args = ("--full-refresh",) if context["params"]["full_refresh"] else ()
+        statuses = run_dbt_build(warehouse, extra_args=extra_args)
         context["outlet_events"][MARTS_WRAPPED].extra = {"dbt_statuses": statuses}
         return statuses
 
