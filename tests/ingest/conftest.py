@@ -1,0 +1,138 @@
+"""Ingestion fixtures: a private fake Spotify, private Kafka topics and private users per test.
+
+Each test gets its own fake Spotify server (in a thread, frozen clock), its own seed (so
+its catalogue's entity ids are its own), user ids with a unique prefix, and four Kafka
+topics of its own; it cleans up exactly those rows and topics afterwards. So these tests
+run next to the demo and the other areas' tests on the one shared stack.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from dataclasses import dataclass, replace
+
+import psycopg2
+import pytest
+import requests
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from weekly_wrapped import contracts, ingest, spotify, users
+from weekly_wrapped.fakes import demo_listener as dl
+from weekly_wrapped.fakes.spotify_server import FakeSpotify, make_server, parse_instant
+
+FROZEN_NOW = "2026-11-20T18:30:00Z"
+
+
+@dataclass
+class IngestEnv:
+    base: str
+    app: spotify.SpotifyApp
+    fake: FakeSpotify
+    cfg: ingest.IngestConfig
+    user_ids: list[str]
+    topics: dict[str, str]
+    bootstrap: str
+    dsn: str
+    start_ms: int  # the fake's frozen clock at the start of the test
+
+    @staticmethod
+    def natural_keys(plays: list[dict]) -> list[tuple]:
+        return [(p["user_id"], p["played_at"], p["track_id"]) for p in plays]
+
+    def control(self, action: str, **body) -> dict:
+        r = requests.post(f"{self.base}/_control/{action}", json=body, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def counts(self) -> dict[str, int]:
+        return requests.get(f"{self.base}/_control/state", timeout=10).json()["counts"]
+
+    def run(self, user_ids: list[str] | None = None, **overrides) -> dict[str, ingest.UserOutcome]:
+        cfg = replace(self.cfg, **overrides) if overrides else self.cfg
+        outcomes = ingest.ingest_users(cfg, user_ids or self.user_ids, run_id=f"test-{uuid.uuid4().hex[:6]}")
+        return {o.user_id: o for o in outcomes}
+
+    def cursor(self, user_id: str) -> int | None:
+        return ingest.read_cursor(self.dsn, user_id)
+
+    def set_cursor(self, user_id: str, after_ms: int) -> None:
+        self.sql("update app.ingest_cursors set after_ms = %s where user_id = %s", (after_ms, user_id))
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def consume(self, topic: str) -> list[dict]:
+        """Every message on one of this test's topics (contract name), in offset order."""
+        import json
+
+        name = self.topics[topic]
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                             "enable.auto.commit": False})
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)
+            if high == 0:
+                return []
+            consumer.assign([TopicPartition(name, 0, 0)])
+            out = []
+            while True:
+                msg = consumer.poll(10)
+                assert msg is not None, f"timed out reading {name}"
+                assert msg.error() is None, msg.error()
+                out.append(json.loads(msg.value()))
+                if msg.offset() >= high - 1:
+                    return out
+        finally:
+            consumer.close()
+
+    def truth(self, user_id: str, after_ms: int, now_ms: int) -> set[tuple]:
+        """The natural keys of the plays the fake serves for a user in (after_ms, now_ms]."""
+        user = self.fake.users[user_id]
+        return {(user_id, p.played_at_ms, p.track_id) for p in dl.plays_between(self.fake.seed, user, after_ms, now_ms)}
+
+
+@pytest.fixture
+def ingest_env(stack, settings, kafka_bootstrap):
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    seed = random.randrange(1_000, 10**9)
+    fake = FakeSpotify(seed=seed, n_users=3, now=parse_instant(FROZEN_NOW), user_prefix=prefix)
+    server = make_server(0, fake=fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    app = spotify.SpotifyApp("demo-client-id", "demo-client-secret", f"{base}/v1/", base)
+
+    topics = {t: f"{prefix}{t}" for t in contracts.TOPICS}
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for f in admin.create_topics([NewTopic(n, 1, 1) for n in topics.values()]).values():
+        f.result(30)
+
+    dsn = settings.warehouse_dsn
+    user_ids = users.onboard_demo_users(settings, dsn=dsn, app=app)
+    cfg = ingest.IngestConfig(dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
+                              fernet_key=settings.fernet_key, topics=topics, max_workers=3,
+                              requests_per_second=50, backoff_s=0.05, flush_timeout_s=30)
+    env = IngestEnv(base, app, fake, cfg, user_ids, topics, kafka_bootstrap, dsn, parse_instant(FROZEN_NOW))
+    try:
+        yield env
+    finally:
+        server.shutdown()
+        server.server_close()
+        cat = dl.build_catalogue(seed)
+        ids = list(cat.tracks) + list(cat.albums) + list(cat.artists)
+        env.sql("delete from app.entity_cache where entity_id = any(%s)", (ids,))
+        for table in ("app.ingest_outcomes", "app.ingest_gaps", "app.ingest_cursors", "app.users"):
+            env.sql(f"delete from {table} where user_id = any(%s)", (user_ids,))
+        for f in admin.delete_topics(list(topics.values())).values():
+            try:
+                f.result(30)
+            except Exception:
+                pass
