@@ -52,7 +52,9 @@ def generate_recap_text(
             config=types.GenerateContentConfig(
                 system_instruction=prompt.system_instruction,
                 temperature=0.4,
-                max_output_tokens=400,
+                # Roomy: on 2.5 models "thinking" tokens count against this limit too, and
+                # the grounding check caps the visible answer's length anyway.
+                max_output_tokens=2048,
                 candidate_count=1,
             ),
         )

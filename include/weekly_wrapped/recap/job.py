@@ -78,7 +78,9 @@ def write_recap(facts, gemini: GeminiSettings | None, timeout_s: float = 30.0) -
                 timeout_s=timeout_s,
             )
         except Exception as exc:  # any API/network failure: the template recap still goes out
-            log.warning("gemini failed for user=%s week=%s: %s", facts.user_id, facts.week_start, type(exc).__name__)
+            # The SDK's messages carry the API's error JSON, never the key (it travels in a header).
+            log.warning("gemini failed for user=%s week=%s: %s: %.300s", facts.user_id, facts.week_start,
+                        type(exc).__name__, exc)
     text, source, problems = choose_recap(model_text, facts)
     if model_text is not None and problems:
         log.warning("gemini answer not used for user=%s: %s", facts.user_id, "; ".join(problems))
