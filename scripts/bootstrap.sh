@@ -15,13 +15,15 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
-command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+{ command -v runuser || [ -x /usr/sbin/runuser ]; } >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Use the system trust store (a TLS-intercepting proxy may sign the registry's certificates).
+export UV_NATIVE_TLS=1
 python=${PYTHON:-python3}
 if ! command -v uv >/dev/null 2>&1 && [ ! -x "$state/tools/bin/uv" ]; then
   say "installing uv (fast Python installer) into $state/tools"

@@ -36,7 +36,8 @@ def data_dir(settings: Settings) -> Path:
 
 def _as_server_user(argv: list[str]) -> list[str]:
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+        return [runuser, "-u", "postgres", "--", *argv]
     return argv
 
 
