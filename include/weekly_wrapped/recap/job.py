@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from typing import Callable, Protocol
 
 from weekly_wrapped.recap import store
-from weekly_wrapped.recap.facts import facts_from_row, last_complete_week_start
+from weekly_wrapped.recap.facts import WeekFacts, facts_from_row, last_complete_week_start
 from weekly_wrapped.recap.grounding import choose_recap
 from weekly_wrapped.recap.prompt import build_prompt
 from weekly_wrapped.recap.render import build_message
@@ -63,7 +63,7 @@ def recap_targets(dsn: str, run_after: datetime, week_start: str | date | None =
     return [{"user_id": user_id, "week_start": week.isoformat()} for user_id, week in present]
 
 
-def write_recap(facts, gemini: GeminiSettings | None, timeout_s: float = 30.0) -> tuple[str, str]:
+def write_recap(facts: WeekFacts, gemini: GeminiSettings | None, timeout_s: float = 30.0) -> tuple[str, str]:
     """(recap text, source): Gemini's answer if it is grounded, else the template recap."""
     from weekly_wrapped.recap.gemini import generate_recap_text
 
