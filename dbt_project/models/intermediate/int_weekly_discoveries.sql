@@ -80,6 +80,7 @@ new_artist_plays as (
         artist_first_weeks.first_week_start as week_start,
         artist_first_weeks.artist_id,
         artists.artist_name,
+        artists.has_metadata,
         count(*) as plays
 
     from artist_first_weeks
@@ -89,7 +90,7 @@ new_artist_plays as (
         and artist_first_weeks.first_week_start = artist_plays.week_start
     inner join artists
         on artist_first_weeks.artist_id = artists.artist_id
-    group by 1, 2, 3, 4
+    group by 1, 2, 3, 4, 5
 
 ),
 
@@ -99,7 +100,8 @@ new_artists_ranked as (
         *,
         row_number() over (
             partition by user_id, week_start
-            order by plays desc, artist_name, artist_id
+            -- artists without metadata yet ('Unknown artist') go last
+            order by has_metadata desc, plays desc, artist_name, artist_id
         ) as artist_rank
 
     from new_artist_plays
@@ -120,7 +122,7 @@ new_artists as (
                 'plays', plays
             )
             order by artist_rank
-        ) filter (where artist_rank <= 5) as top_new_artists
+        ) filter (where artist_rank <= 5 and has_metadata) as top_new_artists
 
     from new_artists_ranked
     group by user_id, week_start

@@ -51,6 +51,7 @@ track_totals as (
     from plays
     inner join tracks
         on plays.track_id = tracks.track_id
+    where tracks.has_metadata
     group by 1, 2, 3, 4, 5, 6
 
 ),
@@ -72,6 +73,7 @@ artist_totals as (
         on plays.track_id = track_artists.track_id
     inner join artists
         on track_artists.artist_id = artists.artist_id
+    where artists.has_metadata
     group by 1, 2, 3, 4, 5, 6
 
 ),
@@ -91,6 +93,7 @@ album_totals as (
     from plays
     inner join albums
         on plays.album_id = albums.album_id
+    where albums.has_metadata
     group by 1, 2, 3, 4, 5, 6
 
 ),
