@@ -20,28 +20,28 @@ def settings() -> Settings:
     return load_settings()
 
 
-def _stack_is_up(settings: Settings) -> bool:
-    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
-
-    return (postgres.is_running(settings) and kafka.is_running(settings)
-            and fakes.is_running(settings) and airflow.is_running(settings))
-
-
 @pytest.fixture(scope="session")
 def stack(settings: Settings):
-    """The whole local stack: Postgres, Kafka, the fakes, Airflow."""
-    from weekly_wrapped.cli import down, up
+    """The whole local stack: Postgres, Kafka, the fakes, Airflow.
 
-    started_here = not _stack_is_up(settings)
-    if started_here:
-        up(settings)
-    else:
-        from weekly_wrapped.stack import postgres
+    Starts what is not running; at the end stops only what it started (and the
+    streaming consumer, if the session's tests started it), so a developer's stack stays up.
+    """
+    from weekly_wrapped import supervisor
+    from weekly_wrapped.cli import up
+    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
 
-        postgres.apply_schema(settings.warehouse_dsn)
+    parts = [("Airflow", airflow), ("fakes", fakes), ("Kafka", kafka), ("PostgreSQL", postgres)]
+    was_down = [(name, part) for name, part in parts if not part.is_running(settings)]
+    consumer_was_running = supervisor.is_running(settings)
+    up(settings)
     yield settings
-    if started_here and os.environ.get("WRAPPED_KEEP_STACK") != "1":
-        down(settings)
+    if os.environ.get("WRAPPED_KEEP_STACK") == "1":
+        return
+    if was_down and not consumer_was_running:
+        supervisor.stop(settings)
+    for name, part in was_down:  # in stop order: Airflow first, Postgres last
+        part.stop(settings)
 
 
 @pytest.fixture(scope="session")
