@@ -38,6 +38,8 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
     if with_airflow:
         _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
               lambda: airflow.start(settings))
+        print(f"Airflow UI: {airflow.api_url(settings)}  (user admin, password in "
+              f"{airflow.password_file(settings)})", flush=True)
 
 
 def down(settings: Settings) -> None:
