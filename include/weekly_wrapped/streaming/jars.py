@@ -1,0 +1,69 @@
+"""The jars the Spark consumer adds to PySpark: the Kafka connector and the PostgreSQL driver.
+
+Resolved once from Maven Central with `spark/jars/pom.xml` into `<state_dir>/jars/spark/`,
+so later runs (and the consumer in the demo) need no network. A stamp file holds the
+pom's hash: editing the pom re-resolves, anything else is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from weekly_wrapped.config import REPO_ROOT, Settings
+
+POM = REPO_ROOT / "spark" / "jars" / "pom.xml"
+
+# PySpark already ships these (or a version of them); two copies on the classpath
+# means whichever loads first wins, so leave them out.
+_SHIPPED_BY_PYSPARK = (
+    "hadoop-client-",
+    "scala-library",
+    "scala-parallel-collections",
+    "slf4j-api",
+    "snappy-java",
+    "lz4-java",
+    "jsr305",
+    "spark-tags",
+    "checker-qual",
+)
+
+
+def spark_jars_dir(settings: Settings) -> Path:
+    return settings.state_dir / "jars" / "spark"
+
+
+def _pom_hash() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    """The jar files for `spark.jars` (empty if not resolved yet)."""
+    return sorted(spark_jars_dir(settings).glob("*.jar"))
+
+
+def ensure_spark_jars(settings: Settings) -> list[Path]:
+    """Resolve the consumer's jars with Maven unless already cached; return their paths."""
+    target = spark_jars_dir(settings)
+    stamp = target / ".pom-sha256"
+    if stamp.exists() and stamp.read_text().strip() == _pom_hash() and spark_jars(settings):
+        return spark_jars(settings)
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        subprocess.run(
+            [
+                "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+            ],
+            check=True,
+        )
+        for old in target.glob("*.jar"):
+            old.unlink()
+        for jar in Path(tmp).glob("*.jar"):
+            if not jar.name.startswith(_SHIPPED_BY_PYSPARK):
+                shutil.copy2(jar, target / jar.name)
+    stamp.write_text(_pom_hash())
+    return spark_jars(settings)
