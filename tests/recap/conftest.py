@@ -16,7 +16,7 @@ from importlib import resources
 import psycopg2
 import pytest
 
-from recap_helpers import free_port, make_row
+from recap_helpers import free_port, make_row, mart_contract_columns
 
 from weekly_wrapped.fakes.gemini_server import make_server
 from weekly_wrapped.fakes.smtp_sink import start_sink
@@ -85,40 +85,11 @@ def _server_dsn(settings, dbname: str) -> str:
     )
 
 
-WRAPPED_WEEKLY_STAND_IN = """
-create schema if not exists marts;
-create table marts.wrapped_weekly (
-    user_week_id text primary key,
-    user_id text not null,
-    week_start date not null,
-    week_end date,
-    time_zone text,
-    week_start_at timestamptz,
-    week_end_at timestamptz,
-    plays integer,
-    ms_listened bigint,
-    minutes_listened numeric(12, 1),
-    distinct_tracks integer,
-    distinct_artists integer,
-    days_with_plays integer,
-    longest_streak_days integer,
-    busiest_hour integer,
-    busiest_weekday integer,
-    busiest_weekday_name text,
-    top_tracks jsonb,
-    top_artists jsonb,
-    top_albums jsonb,
-    top_genres jsonb,
-    new_tracks integer,
-    new_artists integer,
-    top_new_artists jsonb,
-    previous_week_plays integer,
-    previous_week_minutes_listened numeric(12, 1),
-    plays_change integer,
-    minutes_listened_change numeric(12, 1),
-    has_gap boolean
-);
-"""
+def wrapped_weekly_stand_in() -> str:
+    """DDL for a marts.wrapped_weekly with exactly the columns and types of the dbt contract."""
+    columns = mart_contract_columns()
+    body = ",\n    ".join(f"{name} {data_type}" for name, data_type in columns.items())
+    return f"create schema if not exists marts;\ncreate table marts.wrapped_weekly (\n    {body}\n);"
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +113,7 @@ def recap_db(request, settings):
     conn = psycopg2.connect(dsn)
     with conn, conn.cursor() as cur:
         cur.execute(resources.files("weekly_wrapped").joinpath("sql/schema.sql").read_text())
-        cur.execute(WRAPPED_WEEKLY_STAND_IN)
+        cur.execute(wrapped_weekly_stand_in())
     conn.close()
     yield dsn
     with admin.cursor() as cur:

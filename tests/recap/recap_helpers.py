@@ -10,6 +10,12 @@ import socket
 from datetime import date
 from decimal import Decimal
 
+import yaml
+
+from weekly_wrapped.config import REPO_ROOT
+
+MART_YML = REPO_ROOT / "dbt_project" / "models" / "marts" / "wrapped_weekly.yml"
+
 
 def make_row(**overrides) -> dict:
     """One marts.wrapped_weekly row, shaped as the model's contract (wrapped_weekly.yml)."""
@@ -89,3 +95,10 @@ def insert_week(conn, row: dict) -> None:
             f"insert into marts.wrapped_weekly ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
             values,
         )
+
+
+def mart_contract_columns() -> dict[str, str]:
+    """{column: data_type} of marts.wrapped_weekly, from the dbt model's contract."""
+    models = yaml.safe_load(MART_YML.read_text())["models"]
+    model = next(m for m in models if m["name"] == "wrapped_weekly")
+    return {c["name"]: c["data_type"] for c in model["columns"]}

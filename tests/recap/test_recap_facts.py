@@ -60,3 +60,14 @@ def test_last_complete_week_is_computed_in_the_users_zone():
     assert last_complete_week_start(datetime(2026, 10, 26, 0, 30, tzinfo=timezone.utc), "Europe/Berlin") == date(
         2026, 10, 19
     )
+
+
+def test_column_names_follow_the_marts_contract():
+    """The names the recap reads first are the dbt contract's, and the sample row has them all."""
+    from recap_helpers import mart_contract_columns
+
+    from weekly_wrapped.recap.facts import COLUMNS
+
+    contract = mart_contract_columns()
+    assert {names[0] for names in COLUMNS.values()} <= set(contract)
+    assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at"}
