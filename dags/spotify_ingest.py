@@ -12,7 +12,8 @@ Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in th
 Connections: `spotify_default`, `kafka_default`, `postgres_default`.
 Env: `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`), `WRAPPED_INGEST_BATCH_SIZE` (users per
 mapped task, default 10), `WRAPPED_INGEST_PARALLEL_BATCHES` (default 4),
-`WRAPPED_INGEST_THREADS` (users at once in a batch, default 4), `WRAPPED_SPOTIFY_RPS` (default 10).
+`WRAPPED_INGEST_THREADS` (users at once in a batch, default 4), `WRAPPED_SPOTIFY_RPS` (the app's
+request budget per second, default 10, split evenly between the batches that run at once).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from airflow.sdk import dag, task
 from weekly_wrapped.assets import KAFKA_PLAYS
 
 DAG_ID = Path(__file__).stem
+PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
 
 
 @dag(
@@ -41,22 +43,25 @@ DAG_ID = Path(__file__).stem
 )
 def spotify_ingest():
     @task
-    def plan_batches() -> list[list[str]]:
-        """Active users (not needs_reauth / unsubscribed), in batches for mapping."""
+    def plan_batches() -> list[dict]:
+        """Active users (not needs_reauth / unsubscribed) in batches, each with its share of the rate budget."""
         from weekly_wrapped.airflow_connections import warehouse_dsn
         from weekly_wrapped.ingest import batches
         from weekly_wrapped.users import list_active_users
 
         user_ids = list_active_users(warehouse_dsn())
-        print(f"{len(user_ids)} active users")
-        return batches(user_ids, int(os.getenv("WRAPPED_INGEST_BATCH_SIZE", "10")))
+        planned = batches(user_ids, int(os.getenv("WRAPPED_INGEST_BATCH_SIZE", "10")))
+        # Spotify rate-limits the app, not the user: batches running side by side share the budget.
+        rps = float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")) / max(1, min(PARALLEL_BATCHES, len(planned)))
+        print(f"{len(user_ids)} active users in {len(planned)} batches, {rps:.1f} requests/s each")
+        return [{"user_ids": b, "requests_per_second": rps} for b in planned]
 
     @task(
         map_index_template="{{ ingest_label }}",
-        max_active_tis_per_dagrun=int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4")),
+        max_active_tis_per_dagrun=PARALLEL_BATCHES,
         outlets=[KAFKA_PLAYS],
     )
-    def ingest_batch(user_ids: list[str]) -> list[dict]:
+    def ingest_batch(batch: dict) -> list[dict]:
         """Poll, produce and advance cursors for one batch of users; fail if a retry could help."""
         from airflow.sdk import get_current_context
 
@@ -65,6 +70,7 @@ def spotify_ingest():
         from weekly_wrapped.ingest import IngestConfig, ingest_users, raise_for_failures, summary_label
         from weekly_wrapped.spotify import app_from_connection
 
+        user_ids = list(batch["user_ids"])
         context = get_current_context()
         context["ingest_label"] = ", ".join(user_ids)[:200]  # until the outcomes are known
         cfg = IngestConfig(
@@ -73,9 +79,9 @@ def spotify_ingest():
             app=app_from_connection(conns.spotify_app()),
             fernet_key=load_settings().fernet_key,
             max_workers=int(os.getenv("WRAPPED_INGEST_THREADS", "4")),
-            requests_per_second=float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")),
+            requests_per_second=batch["requests_per_second"],
         )
-        outcomes = ingest_users(cfg, list(user_ids), run_id=context["run_id"])
+        outcomes = ingest_users(cfg, user_ids, run_id=context["run_id"])
         context["ingest_label"] = summary_label(outcomes)
         for o in outcomes:
             print(f"{o.user_id:30} {o.outcome:13} plays={o.plays:<4} {o.reason or ''}"
@@ -97,7 +103,7 @@ def spotify_ingest():
         print(f"spotify_ingest: {plays} plays; users by outcome: {counts}")
         return {"plays": plays, **counts}
 
-    summarize(ingest_batch.expand(user_ids=plan_batches()))
+    summarize(ingest_batch.expand(batch=plan_batches()))
 
 
 spotify_ingest()

@@ -101,38 +101,56 @@ class IngestEnv:
 
 
 @pytest.fixture
-def ingest_env(stack, settings, kafka_bootstrap):
-    prefix = f"t{uuid.uuid4().hex[:8]}-"
-    seed = random.randrange(1_000, 10**9)
-    fake = FakeSpotify(seed=seed, n_users=3, now=parse_instant(FROZEN_NOW), user_prefix=prefix)
-    server = make_server(0, fake=fake)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    app = spotify.SpotifyApp("demo-client-id", "demo-client-secret", f"{base}/v1/", base)
+def make_ingest_env(stack, settings, kafka_bootstrap):
+    """A factory: `make_ingest_env(n_users=3, **config overrides)` -> IngestEnv; all cleaned up after the test."""
+    cleanups = []
 
-    topics = {t: f"{prefix}{t}" for t in contracts.TOPICS}
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    for f in admin.create_topics([NewTopic(n, 1, 1) for n in topics.values()]).values():
-        f.result(30)
+    def make(n_users: int = 3, **overrides) -> IngestEnv:
+        prefix = f"t{uuid.uuid4().hex[:8]}-"
+        seed = random.randrange(1_000, 10**9)
+        fake = FakeSpotify(seed=seed, n_users=n_users, now=parse_instant(FROZEN_NOW), user_prefix=prefix)
+        server = make_server(0, fake=fake)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        app = spotify.SpotifyApp("demo-client-id", "demo-client-secret", f"{base}/v1/", base)
 
-    dsn = settings.warehouse_dsn
-    user_ids = users.onboard_demo_users(settings, dsn=dsn, app=app)
-    cfg = ingest.IngestConfig(dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
-                              fernet_key=settings.fernet_key, topics=topics, max_workers=3,
-                              requests_per_second=50, backoff_s=0.05, flush_timeout_s=30)
-    env = IngestEnv(base, app, fake, cfg, user_ids, topics, kafka_bootstrap, dsn, parse_instant(FROZEN_NOW))
-    try:
-        yield env
-    finally:
-        server.shutdown()
-        server.server_close()
-        cat = dl.build_catalogue(seed)
-        ids = list(cat.tracks) + list(cat.albums) + list(cat.artists)
-        env.sql("delete from app.entity_cache where entity_id = any(%s)", (ids,))
-        for table in ("app.ingest_outcomes", "app.ingest_gaps", "app.ingest_cursors", "app.users"):
-            env.sql(f"delete from {table} where user_id = any(%s)", (user_ids,))
-        for f in admin.delete_topics(list(topics.values())).values():
-            try:
-                f.result(30)
-            except Exception:
-                pass
+        topics = {t: f"{prefix}{t}" for t in contracts.TOPICS}
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for f in admin.create_topics([NewTopic(n, 1, 1) for n in topics.values()]).values():
+            f.result(30)
+
+        dsn = settings.warehouse_dsn
+        env = IngestEnv(base, app, fake, None, [], topics, kafka_bootstrap, dsn, parse_instant(FROZEN_NOW))
+
+        def cleanup():
+            server.shutdown()
+            server.server_close()
+            cat = dl.build_catalogue(seed)
+            env.sql("delete from app.entity_cache where entity_id = any(%s)",
+                    (list(cat.tracks) + list(cat.albums) + list(cat.artists),))
+            ids = list(fake.users)
+            for table in ("app.ingest_outcomes", "app.ingest_gaps", "app.ingest_cursors", "app.users"):
+                env.sql(f"delete from {table} where user_id = any(%s)", (ids,))
+            for f in admin.delete_topics(list(topics.values())).values():
+                try:
+                    f.result(30)
+                except Exception:
+                    pass
+
+        cleanups.append(cleanup)
+        env.user_ids = users.onboard_demo_users(settings, dsn=dsn, app=app)
+        env.cfg = ingest.IngestConfig(
+            dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
+            fernet_key=settings.fernet_key, topics=topics,
+            **{"max_workers": 3, "requests_per_second": 50, "backoff_s": 0.05, "flush_timeout_s": 30, **overrides})
+        return env
+
+    yield make
+    for cleanup in cleanups:
+        cleanup()
+
+
+@pytest.fixture
+def ingest_env(make_ingest_env) -> IngestEnv:
+    """Three users (Berlin, New York, Tokyo) on a private fake Spotify, private topics."""
+    return make_ingest_env()

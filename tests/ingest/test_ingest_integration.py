@@ -1,5 +1,6 @@
 """Ingestion on the real stack: real Kafka, real Postgres, the fake Spotify through real spotipy."""
 
+import logging
 import time
 from collections import Counter
 
@@ -199,3 +200,32 @@ def test_burst_of_more_than_50_plays_records_a_gap(ingest_env):
                    "from app.ingest_gaps where user_id = %s", (marcus,))
     assert gaps == [outcomes[marcus].gap]
     assert env.sql("select count(*) from app.ingest_gaps where user_id = any(%s)", ([ana, yuki],))[0][0] == 0
+
+
+def test_tokens_never_reach_logs_or_outcomes(ingest_env, caplog):
+    env = ingest_env
+    env.control("fault", kind="expire_token", user_id=env.user_ids[0])   # a refresh after a 401
+    env.control("fault", kind="5xx", user_id=env.user_ids[1], count=1)   # an error message
+    env.control("fault", kind="invalid_grant", user_id=env.user_ids[2])  # an OAuth error
+    with caplog.at_level(logging.DEBUG):
+        outcomes = env.run()
+    assert [outcomes[u].outcome for u in env.user_ids] == ["ok", "ok", "needs_reauth"]
+    text = caplog.text + repr([o.as_dict() for o in outcomes.values()])
+    assert any("HTTP Error" in r.getMessage() for r in caplog.records)  # errors were logged ...
+    assert "fake-at-" not in text and "fake-rt-" not in text and "Bearer " not in text  # ... tokens not
+    stored = env.sql("select refresh_token_encrypted from app.users where user_id = %s", (env.user_ids[0],))[0][0]
+    assert not stored.startswith("fake-rt-")  # encrypted at rest
+
+
+def test_many_users_share_one_rate_limit(make_ingest_env):
+    """40 users, 4 threads, one 40 requests/s budget: everyone ingested, the budget held."""
+    env = make_ingest_env(n_users=40, max_workers=4, requests_per_second=40)
+    started = time.monotonic()
+    outcomes = env.run()
+    elapsed = time.monotonic() - started
+    assert len(outcomes) == 40 and {o.outcome for o in outcomes.values()} == {"ok"}
+    assert sum(o.plays for o in outcomes.values()) == 40 * 50
+    api_calls = sum(v for k, v in env.counts().items() if k.startswith("GET /v1/") and k.count(" ") == 1)
+    assert api_calls >= 40
+    # a token bucket of 40/s with a burst of 40: never faster than that
+    assert api_calls <= 40 + 40 * elapsed, (api_calls, elapsed)
