@@ -201,3 +201,25 @@ def test_burst_of_more_than_50_plays(fake):
     assert r["plays"] == 70
     page = sp.current_user_recently_played(limit=50, after=before)
     assert len(page["items"]) == 50 and page["next"] is None  # the oldest 20 are out of reach
+
+
+def test_server_cli_as_the_stack_runs_it():
+    """`python -m weekly_wrapped.fakes.spotify_server --port P --seed N --users N`, clock from FAKE_SPOTIFY_NOW."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FAKE_SPOTIFY_NOW": "2026-11-23T06:00:00Z"}
+    proc = subprocess.Popen([sys.executable, "-m", "weekly_wrapped.fakes.spotify_server", "--port", "0",
+                             "--seed", "11", "--users", "5"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        base = re.search(r"http://[\d.]+:\d+", line).group(0)
+        state = requests.get(f"{base}/_control/state", timeout=10).json()
+        assert state["now"] == "2026-11-23T06:00:00.000Z" and state["frozen"]
+        listed = requests.get(f"{base}/_control/users", timeout=10).json()["users"]
+        assert len(listed) == 5 and len({u["time_zone"] for u in listed}) == 5
+        assert requests.post(f"{base}/_control/clock", json={"real": True}, timeout=10).json()["now_ms"] > state["now_ms"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -385,7 +385,7 @@ class Handler(BaseHTTPRequestHandler):
             # Like Spotify usually does, the refresh response carries no new refresh_token.
             return self._send(200, self._issue_access(info["user_id"], info["scope"]))
         self._send(400, {"error": "unsupported_grant_type",
-                         "error_description": f"grant_type must be authorization_code or refresh_token"})
+                         "error_description": "grant_type must be authorization_code or refresh_token"})
 
     # --- Web API ----------------------------------------------------------------------
     def _api(self, route: str, query: dict) -> None:
