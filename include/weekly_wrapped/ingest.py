@@ -43,10 +43,10 @@ PRODUCE_ORDER = (contracts.ARTISTS_TOPIC, contracts.ALBUMS_TOPIC, contracts.TRAC
 
 @dataclass(frozen=True)
 class IngestConfig:
-    dsn: str
-    kafka_config: Mapping[str, Any]
+    dsn: str = field(repr=False)  # holds the warehouse password
+    kafka_config: Mapping[str, Any] = field(repr=False)  # may hold SASL credentials
     app: spotify.SpotifyApp
-    fernet_key: str
+    fernet_key: str = field(repr=False)
     topics: Mapping[str, str] = field(default_factory=dict)  # contract topic -> real topic (tests)
     source: str = "api"
     max_workers: int = 4

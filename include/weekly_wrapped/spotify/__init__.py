@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import requests
 import spotipy
@@ -36,7 +37,7 @@ class SpotifyApp:
     """The registered Spotify app, and where its endpoints are (None: the real Spotify)."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in a log line
     api_base: str | None = None
     accounts_base: str | None = None
     redirect_uri: str = DEFAULT_REDIRECT_URI
@@ -51,15 +52,20 @@ class SpotifyApp:
         return (self.accounts_base or REAL_ACCOUNTS_BASE).rstrip("/")
 
 
+def redirect_uri() -> str:
+    """Where Spotify sends the user back after consent: must be registered with the app."""
+    return os.environ.get("SPOTIFY_REDIRECT_URI") or DEFAULT_REDIRECT_URI
+
+
 def app_from_settings(settings) -> SpotifyApp:
     """The app as `weekly_wrapped.config.Settings` describes it (tests, CLI, demo)."""
     return SpotifyApp(settings.spotify_client_id, settings.spotify_client_secret,
-                      settings.spotify_api_base, settings.spotify_accounts_base)
+                      settings.spotify_api_base, settings.spotify_accounts_base, redirect_uri())
 
 
 def app_from_connection(conn) -> SpotifyApp:
     """From `weekly_wrapped.airflow_connections.spotify_app()`'s value (any object with those fields)."""
-    return SpotifyApp(conn.client_id, conn.client_secret, conn.api_base, conn.accounts_base)
+    return SpotifyApp(conn.client_id, conn.client_secret, conn.api_base, conn.accounts_base, redirect_uri())
 
 
 def _session() -> requests.Session:
