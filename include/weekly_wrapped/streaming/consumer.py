@@ -1,0 +1,144 @@
+"""The `foreachBatch` function of the streaming consumer: parse a Kafka batch, write it to Postgres.
+
+Glue between the pure `parse` functions and the `sink`. Runs in the Spark driver
+(in the job's Python process), so it keeps one psycopg2 connection for the life of
+the query and reconnects when Postgres went away (restart, failover): the parsed
+batch is still in memory, so the write is simply retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Mapping
+
+import psycopg2
+
+from weekly_wrapped import contracts
+from weekly_wrapped.streaming import parse, sink
+
+log = logging.getLogger("weekly_wrapped.consumer")
+
+QUERY_NAME = "wrapped_consumer"
+
+# How long a batch waits for Postgres to come back before the query gives up (and the
+# supervisor restarts the job from its checkpoint).
+RECONNECT_SECONDS = 180
+
+
+def topics_for(override: Mapping[str, str] | None = None) -> dict[str, contracts.Stream]:
+    """Kafka topic name -> stream. `override` maps table names (plays, tracks, ...) to topic names
+    and then replaces the default set entirely (tests consume only their own, unique topics)."""
+    if not override:
+        return dict(contracts.STREAMS)
+    by_table = {sink.table_name(s): s for s in contracts.STREAMS.values()}
+    unknown = set(override) - set(by_table)
+    if unknown:
+        raise ValueError(f"unknown stream(s) {sorted(unknown)}; use {sorted(by_table)}")
+    return {topic: by_table[table] for table, topic in override.items()}
+
+
+class BatchWriter:
+    """`query.foreachBatch(BatchWriter(dsn, topics))`: one transaction per micro-batch."""
+
+    def __init__(self, dsn: str, topics: Mapping[str, contracts.Stream], checkpoint: str):
+        self.dsn = dsn
+        self.topics = dict(topics)
+        self.checkpoint = checkpoint
+        self.conn = None
+        self.query_id: str | None = None
+
+    def _connect(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
+            sink.prepare_session(self.conn)
+        return self.conn
+
+    def _query_id(self) -> str:
+        # The query's id is stable across restarts from the same checkpoint (runId is not),
+        # which is what makes (query_id, batch_id) a safe idempotency key. Spark writes it
+        # to the checkpoint before the first batch.
+        if self.query_id is None:
+            self.query_id = checkpoint_query_id(self.checkpoint)
+        if self.query_id is None:
+            raise RuntimeError(f"no query id in {self.checkpoint}/metadata")
+        return self.query_id
+
+    def __call__(self, df, batch_id: int) -> None:
+        started = time.monotonic()
+        query_id = self._query_id()
+        df.persist()
+        try:
+            parsed = self.parse(df)
+        finally:
+            df.unpersist()
+        result = self.write(query_id, batch_id, parsed, started)
+        log.info(
+            "batch %d: %d messages, %d new plays, %d dead letters, %d ms%s",
+            batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms,
+            " (already committed, skipped)" if result.skipped else "",
+        )
+
+    def parse(self, df) -> sink.ParsedBatch:
+        """Parse a (persisted) Kafka batch into Arrow tables, touching only the topics it holds."""
+        import pyarrow as pa
+
+        offsets: dict[str, dict[str, int]] = {}
+        counts: dict[str, int] = {}
+        for row in parse.end_offsets(df).collect():
+            offsets.setdefault(row.topic, {})[str(row.partition)] = int(row.next_offset)
+            counts[row.topic] = counts.get(row.topic, 0) + int(row.messages)
+        rows, dead = {}, []
+        for topic, stream in self.topics.items():
+            if not counts.get(topic):
+                continue
+            checked = parse.check_topic(df, topic, stream).persist()
+            try:
+                rows[stream] = parse.for_copy(parse.valid_rows(checked, stream), stream).toArrow()
+                dead.append(parse.dead_letters(checked).toArrow())
+            finally:
+                checked.unpersist()
+        dead_letters = pa.concat_tables(dead) if dead else _empty_dead_letters()
+        return sink.ParsedBatch(rows, dead_letters, sum(counts.values()), offsets)
+
+    def write(self, query_id: str, batch_id: int, parsed: sink.ParsedBatch, started: float) -> sink.BatchResult:
+        """Write the batch; if Postgres is unreachable, reconnect and retry until RECONNECT_SECONDS."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                return sink.write_batch(self._connect(), query_id, batch_id, parsed, started)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self.close()
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("batch %d: Postgres unavailable (%s); retrying", batch_id, str(exc).strip())
+                time.sleep(2)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg2.Error:
+                pass
+            self.conn = None
+
+
+def checkpoint_query_id(checkpoint: str | Path) -> str | None:
+    """The streaming query id stored in a (local) checkpoint folder, or None if there is none yet."""
+    path = Path(str(checkpoint).removeprefix("file:")) / "metadata"
+    try:
+        return json.loads(path.read_text().splitlines()[0])["id"]
+    except (FileNotFoundError, IndexError, KeyError, ValueError):
+        return None
+
+
+def _empty_dead_letters():
+    import pyarrow as pa
+
+    return pa.table({
+        "topic": pa.array([], pa.string()), "partition": pa.array([], pa.int32()),
+        "offset": pa.array([], pa.int64()), "payload": pa.array([], pa.string()),
+        "error": pa.array([], pa.string()),
+    })

@@ -1,0 +1,237 @@
+"""Write one parsed micro-batch to Postgres in ONE transaction: raw rows, dead letters, progress.
+
+Per table: COPY (CSV, from Arrow) into a temporary table, then `INSERT ... SELECT ...
+ON CONFLICT` on the natural key. Plays never change, so a replayed play is simply
+skipped; tracks/albums/artists keep the version with the newest `fetched_at` and
+never move backwards. Dead letters and the `ops.consumer_batches` progress row go
+into the same transaction, so a batch is either entirely in Postgres or not at all.
+
+Idempotent per (query_id, batch_id): Spark re-runs the last batch after a crash
+(same batch id, same offsets); if its progress row is already there the batch was
+committed before the crash and is skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import psycopg2
+
+from weekly_wrapped import contracts
+
+# Arrow is imported lazily by the functions that need it, so that importing the
+# module (e.g. for its SQL, in tests) stays cheap.
+
+PLAY_KEY = ("user_id", "played_at", "track_id")
+
+# Columns the temporary (stage) tables get per contract type; timestamps and arrays
+# travel as epoch ms and JSON text, and become timestamptz / text[] in the INSERT.
+_STAGE_TYPES = {
+    "string": "text",
+    "long": "bigint",
+    "int": "integer",
+    "boolean": "boolean",
+    "string_array": "text",
+    "timestamp_ms": "bigint",
+}
+KAFKA_COLUMNS = (("kafka_partition", "integer"), ("kafka_offset", "bigint"))
+
+
+def table_name(stream: contracts.Stream) -> str:
+    """`spotify.plays` -> `plays` (the raw table of a stream)."""
+    return stream.topic.rsplit(".", 1)[-1]
+
+
+def natural_key(stream: contracts.Stream) -> tuple[str, ...]:
+    return PLAY_KEY if stream.topic == contracts.PLAYS_TOPIC else (stream.key,)
+
+
+def stage_columns(stream: contracts.Stream) -> list[tuple[str, str]]:
+    """(name, type) of the stage table: the contract's fields, then the Kafka position."""
+    return [(f.name, _STAGE_TYPES[f.type]) for f in stream.fields] + list(KAFKA_COLUMNS)
+
+
+def _target_expr(f: contracts.Field) -> str:
+    if f.type == "timestamp_ms":
+        # Exact: integer milliseconds as an interval, no floating point seconds.
+        return f"timestamptz 'epoch' + {f.name} * interval '1 millisecond'"
+    if f.type == "string_array":
+        return (f"case when {f.name} is null then null "
+                f"else array(select jsonb_array_elements_text({f.name}::jsonb)) end")
+    return f.name
+
+
+def create_stage_sql(stream: contracts.Stream) -> str:
+    columns = ", ".join(f"{name} {kind}" for name, kind in stage_columns(stream))
+    # ON COMMIT DELETE ROWS: the table lives as long as the connection, its rows one transaction.
+    return f"create temp table if not exists stage_{table_name(stream)} ({columns}) on commit delete rows"
+
+
+def upsert_sql(stream: contracts.Stream, schema: str = "raw") -> str:
+    """INSERT ... SELECT from the stage table into `<schema>.<table>`, idempotent on the natural key."""
+    table = f"{schema}.{table_name(stream)}"
+    stage = f"stage_{table_name(stream)}"
+    key = natural_key(stream)
+    has_kafka = stream.topic == contracts.PLAYS_TOPIC  # only raw.plays keeps the Kafka position
+    columns = list(stream.field_names) + (["kafka_partition", "kafka_offset"] if has_kafka else [])
+    select = [_target_expr(f) for f in stream.fields] + (["kafka_partition", "kafka_offset"] if has_kafka else [])
+    if "fetched_at" not in stream.field_names:
+        # Facts (plays): the same key is the same play; keep the first copy. Sorting by the
+        # key makes the index inserts sequential, which keeps the upsert near COPY speed.
+        return (
+            f"insert into {table} ({', '.join(columns)}) "
+            f"select {', '.join(select)} from {stage} order by {', '.join(key)} "
+            f"on conflict ({', '.join(key)}) do nothing"
+        )
+    # Entities: one row per key from this batch (the newest; on a tie the first produced),
+    # and an existing row is replaced only by a strictly newer one: never backwards.
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"insert into {table} ({', '.join(columns)}) "
+        f"select distinct on ({', '.join(key)}) {', '.join(select)} from {stage} "
+        f"order by {', '.join(key)}, fetched_at desc, kafka_partition, kafka_offset "
+        f"on conflict ({', '.join(key)}) do update set {updates}, loaded_at = now() "
+        f"where {table}.fetched_at < excluded.fetched_at"
+    )
+
+
+DEAD_LETTER_STAGE_SQL = (
+    'create temp table if not exists stage_dead_letters (topic text, "partition" integer, '
+    '"offset" bigint, payload text, error text) on commit delete rows'
+)
+
+
+def dead_letter_insert_sql(schema: str = "ops") -> str:
+    return (
+        f'insert into {schema}.dead_letters (topic, "partition", "offset", payload, error) '
+        f'select topic, "partition", "offset", payload, error from stage_dead_letters '
+        f'on conflict (topic, "partition", "offset") do nothing'
+    )
+
+
+@dataclass
+class ParsedBatch:
+    """One micro-batch after parsing, as Arrow tables ready for COPY.
+
+    `rows` maps each stream to its valid rows, columns as `stage_columns(stream)`;
+    `dead_letters` has topic, partition, offset, payload, error; `end_offsets` is
+    {topic: {partition: next offset}} for the partitions this batch read.
+    """
+
+    rows: Mapping[contracts.Stream, object]  # pyarrow.Table
+    dead_letters: object  # pyarrow.Table
+    input_rows: int
+    end_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: int
+    input_rows: int
+    plays_rows: int  # plays new to raw.plays
+    dead_letters: int
+    duration_ms: int
+    skipped: bool = False  # already committed before a restart
+
+
+def _csv(table) -> io.BytesIO:
+    import pyarrow.csv as pacsv
+
+    buf = io.BytesIO()
+    # Strings are always quoted and NULL is an empty unquoted field: exactly Postgres' CSV.
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, batch_size=65536))
+    buf.seek(0)
+    return buf
+
+
+def _copy(cur, stage: str, columns: list[str], table) -> None:
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    cur.copy_expert(f"copy {stage} ({quoted}) from stdin with (format csv)", _csv(table), size=1 << 20)
+
+
+def prepare_session(conn) -> None:
+    """Once per connection: room for big stage tables in memory, and no waiting forever on locks."""
+    with conn.cursor() as cur:
+        # temp_buffers can only be set before the session touches its first temp table.
+        cur.execute("set temp_buffers = '256MB'; set lock_timeout = '60s'")
+    conn.commit()
+
+
+def merge_offsets(previous: Mapping | None, current: Mapping) -> dict[str, dict[str, int]]:
+    """Offsets after this batch: partitions it did not read keep the previous batch's value."""
+    merged = {t: dict(p) for t, p in (previous or {}).items()}
+    for topic, partitions in current.items():
+        for partition, offset in partitions.items():
+            old = merged.setdefault(topic, {}).get(str(partition))
+            merged[topic][str(partition)] = max(int(offset), int(old)) if old is not None else int(offset)
+    return merged
+
+
+def write_batch(
+    conn,
+    query_id: str,
+    batch_id: int,
+    batch: ParsedBatch,
+    started: float,
+    raw_schema: str = "raw",
+    ops_schema: str = "ops",
+) -> BatchResult:
+    """Write `batch` in one transaction and commit; skip it if (query_id, batch_id) is already in.
+
+    `conn` is a psycopg2 connection (not autocommit) that went through `prepare_session`;
+    `started` is the `time.monotonic()` when the batch began, for its duration.
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"select 1 from {ops_schema}.consumer_batches where query_id = %s and batch_id = %s",
+                (query_id, batch_id),
+            )
+            if cur.fetchone():
+                conn.rollback()
+                return BatchResult(batch_id, batch.input_rows, 0, 0, 0, skipped=True)
+
+            plays_rows = 0
+            for stream, table in batch.rows.items():
+                if table.num_rows == 0:
+                    continue
+                cur.execute(create_stage_sql(stream))
+                _copy(cur, f"stage_{table_name(stream)}", [c for c, _ in stage_columns(stream)], table)
+                cur.execute(upsert_sql(stream, raw_schema))
+                if stream.topic == contracts.PLAYS_TOPIC:
+                    plays_rows += cur.rowcount
+
+            dead = batch.dead_letters.num_rows
+            if dead:
+                cur.execute(DEAD_LETTER_STAGE_SQL)
+                _copy(cur, "stage_dead_letters", ["topic", "partition", "offset", "payload", "error"],
+                      batch.dead_letters)
+                cur.execute(dead_letter_insert_sql(ops_schema))
+
+            cur.execute(
+                f"select end_offsets from {ops_schema}.consumer_batches where query_id = %s "
+                f"order by batch_id desc limit 1",
+                (query_id,),
+            )
+            previous = cur.fetchone()
+            offsets = merge_offsets(previous[0] if previous else None, batch.end_offsets)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            # clock_timestamp(), not now(): the moment of commit, for heartbeat age and latency.
+            cur.execute(
+                f"insert into {ops_schema}.consumer_batches (query_id, batch_id, input_rows, plays_rows, "
+                f"dead_letters, duration_ms, end_offsets, committed_at) "
+                f"values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+                (query_id, batch_id, batch.input_rows, plays_rows, dead, duration_ms, json.dumps(offsets)),
+            )
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        except psycopg2.Error:  # the connection itself is gone; Postgres drops the transaction
+            pass
+        raise
+    return BatchResult(batch_id, batch.input_rows, plays_rows, dead, duration_ms)
