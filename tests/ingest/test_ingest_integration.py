@@ -91,6 +91,7 @@ def test_cursor_does_not_move_when_kafka_does_not_acknowledge(ingest_env):
     env.run([ana])  # a first good run, so there is a cursor to protect
     cursor = env.cursor(ana)
     env.control("clock", advance_seconds=2 * 3600)
+    env.control("burst", user_id=ana, count=5)  # new plays for sure, whatever the listener did
     broken = {**env.topics, contracts.PLAYS_TOPIC: env.topics[contracts.PLAYS_TOPIC] + "-missing"}
     outcomes = env.run([ana], topics=broken, kafka_config={**env.cfg.kafka_config, "message.timeout.ms": 3000})
     assert outcomes[ana].outcome == "failed" and outcomes[ana].delivery_failed
@@ -191,7 +192,8 @@ def test_burst_of_more_than_50_plays_records_a_gap(ingest_env):
     ana, marcus, yuki = env.user_ids
     env.run()
     cursor = env.cursor(marcus)
-    env.control("clock", advance_seconds=120)
+    # An hour later, 80 plays in the last 41 minutes: all newer than the cursor, more than a window.
+    env.control("clock", advance_seconds=3600)
     env.control("burst", user_id=marcus, count=80)
     outcomes = env.run()
     assert outcomes[marcus].outcome == "ok" and outcomes[marcus].plays == 50
