@@ -5,8 +5,8 @@ for a short intro grounded in that row's numbers (the template recap if Gemini f
 strays), render HTML + text, and send it through `smtp_default` exactly once per
 (user, week) — `app.sent_emails` records each send, so retries and reruns never send twice.
 
-Param `week_start` (a Monday, YYYY-MM-DD) recaps that week for everyone; without it each
-user gets the last week that is complete in their own time zone.
+Param `week_start` (YYYY-MM-DD; any day stands for its week's Monday) recaps that week for
+everyone; without it each user gets the last week that is complete in their own time zone.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ DAG_ID = Path(__file__).stem
             None,
             type=["null", "string"],
             format="date",
-            description="Recap this week (its Monday, YYYY-MM-DD) instead of each user's last complete week.",
+            description="Recap this week (YYYY-MM-DD, its Monday or any day in it) "
+            "instead of each user's last complete week.",
         ),
     },
     doc_md=__doc__,

@@ -113,9 +113,10 @@ def test_no_row_or_inactive_user_sends_nothing(recap_db, db, ada, gemini, mailbo
     assert list(mailbox.glob("*.eml")) == [] and sent_rows(db, ada) == []
 
 
-def test_week_start_must_be_a_monday(recap_db, ada, gemini):
-    with pytest.raises(ValueError, match="Monday"):
-        send(recap_db, ada, gemini, week=date(2026, 11, 17))
+def test_any_day_of_the_week_means_that_weeks_monday(recap_db, db, ada, gemini, mailbox):
+    outcome = send(recap_db, ada, gemini, week=date(2026, 11, 18))  # a Wednesday
+    assert outcome["week_start"] == "2026-11-16" and outcome["status"] == "sent"
+    assert send(recap_db, ada, gemini, week=date(2026, 11, 22))["status"] == "already_sent"  # its Sunday
 
 
 def test_targets_are_active_users_with_a_row_for_their_week(recap_db, db):

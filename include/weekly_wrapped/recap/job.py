@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Callable, Protocol
 
@@ -37,13 +37,15 @@ def _connect(dsn: str):
 
 
 def parse_week_start(value: str | date | None) -> date | None:
-    """A week override: a Monday as YYYY-MM-DD (or a date); None or "" means "not given"."""
+    """A week override as YYYY-MM-DD (or a date): the Monday of the week holding that day.
+
+    Any day of the week is accepted and moved back to its Monday, so "2026-11-18" means the
+    week of Monday 2026-11-16. None or "" means "not given".
+    """
     if value in (None, ""):
         return None
-    week = value if isinstance(value, date) else date.fromisoformat(str(value).strip())
-    if week.weekday() != 0:
-        raise ValueError(f"week_start must be a Monday, got {week.isoformat()} ({week:%A})")
-    return week
+    day = value if isinstance(value, date) else date.fromisoformat(str(value).strip())
+    return day - timedelta(days=day.weekday())
 
 
 def recap_targets(dsn: str, run_after: datetime, week_start: str | date | None = None) -> list[dict]:
