@@ -51,6 +51,8 @@ def weekly_wrapped():
         # The run's own time (not "now"), so a rerun picks the same weeks.
         return recap_targets(warehouse_dsn(), dag_run.run_after, (params or {}).get("week_start"))
 
+    # One mapped task per user, so one user's failure retries alone. Airflow's
+    # [core] max_map_length (1024 by default) bounds the users per run.
     @task(map_index_template="{{ recap_user }}", max_active_tis_per_dagrun=4)
     def send_recap(target: dict) -> dict:
         """Gemini recap, render, send once, for one user and week."""
