@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Mapping
@@ -49,6 +51,9 @@ class BatchWriter:
         self.checkpoint = checkpoint
         self.conn = None
         self.query_id: str | None = None
+        # Crash tests: "before_commit:<batch id>" kills this process group after the batch's
+        # COPY and upserts, just before COMMIT (a kill -9 at the worst moment).
+        self.failpoint = os.environ.get("WRAPPED_CONSUMER_FAILPOINT", "")
 
     def _connect(self):
         if self.conn is None or self.conn.closed:
@@ -108,13 +113,24 @@ class BatchWriter:
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
-                return sink.write_batch(self._connect(), query_id, batch_id, parsed, started)
+                return sink.write_batch(self._connect(), query_id, batch_id, parsed, started,
+                                        before_commit=self._failpoint(batch_id))
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 self.close()
                 if time.monotonic() > deadline:
                     raise
                 log.warning("batch %d: Postgres unavailable (%s); retrying", batch_id, str(exc).strip())
                 time.sleep(2)
+
+    def _failpoint(self, batch_id: int):
+        if self.failpoint != f"before_commit:{batch_id}":
+            return None
+
+        def crash():
+            log.warning("failpoint before_commit:%d: SIGKILL to the process group", batch_id)
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+        return crash
 
     def close(self) -> None:
         if self.conn is not None:

@@ -28,7 +28,7 @@ SPARK_TYPES: dict[str, DataType] = {
     "long": LongType(),
     "int": IntegerType(),
     "boolean": BooleanType(),
-    "string_array": ArrayType(StringType(), containsNull=False),
+    "string_array": ArrayType(StringType()),  # no null elements: parse rejects them
     "timestamp_ms": LongType(),
 }
 

@@ -17,7 +17,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import psycopg2
 
@@ -179,11 +179,13 @@ def write_batch(
     started: float,
     raw_schema: str = "raw",
     ops_schema: str = "ops",
+    before_commit: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Write `batch` in one transaction and commit; skip it if (query_id, batch_id) is already in.
 
     `conn` is a psycopg2 connection (not autocommit) that went through `prepare_session`;
     `started` is the `time.monotonic()` when the batch began, for its duration.
+    `before_commit` runs after every statement, just before COMMIT (crash tests).
     """
     try:
         with conn.cursor() as cur:
@@ -227,6 +229,8 @@ def write_batch(
                 f"values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
                 (query_id, batch_id, batch.input_rows, plays_rows, dead, duration_ms, json.dumps(offsets)),
             )
+        if before_commit is not None:
+            before_commit()
         conn.commit()
     except BaseException:
         try:

@@ -1,0 +1,253 @@
+"""Building blocks of the consumer tests: unique topics, a private database, an acknowledging
+producer, the consumer as a subprocess, and the exactly-once assertion.
+
+Everything a test creates is its own (topic names and database names carry a random
+suffix) and is removed afterwards, so these tests run beside the shared stack's users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from weekly_wrapped import contracts
+from weekly_wrapped.config import REPO_ROOT
+
+JOB = REPO_ROOT / "spark" / "consume_streams.py"
+PARTITIONS = {"plays": 3, "tracks": 1, "albums": 1, "artists": 1}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def create_topics(bootstrap: str) -> dict[str, str]:
+    """Four fresh topics ({"plays": name, ...}) shaped like the real ones."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {table: f"test.consumer.{table}.{suffix}" for table in PARTITIONS}
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topics[t], num_partitions=n, replication_factor=1) for t, n in PARTITIONS.items()]
+    )
+    for future in futures.values():
+        future.result()
+    return topics
+
+
+def delete_topics(bootstrap: str, topics: dict[str, str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
+        try:
+            future.result()
+        except Exception:
+            pass  # already gone, or the (private) broker is already down
+
+
+def create_database(admin_dsn: str) -> str:
+    name = unique("wrapped_test_consumer")
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    conn.close()
+    return name
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
+        cur.execute(f'drop database if exists "{name}"')
+    conn.close()
+
+
+def dsn_for(base_dsn: str, database: str) -> str:
+    parts = [p for p in base_dsn.split() if not p.startswith("dbname=")]
+    return " ".join(parts + [f"dbname={database}"])
+
+
+def play(user: str, i: int, **overrides) -> dict:
+    message = {
+        "schema_version": contracts.SCHEMA_VERSION,
+        "user_id": user,
+        "played_at": 1_763_000_000_000 + i * 1000,
+        "track_id": f"track-{i % 17}",
+        "context_uri": None if i % 3 else f"spotify:playlist:{i % 5}",
+        "source": "api",
+        "ms_played": None,
+        "ingested_at": 1_763_100_000_000,
+    }
+    message.update(overrides)
+    return message
+
+
+def track(track_id: str, fetched_at: int, name: str = "Song") -> dict:
+    return {
+        "schema_version": 1, "track_id": track_id, "name": name, "duration_ms": 200_000,
+        "explicit": False, "popularity": None, "album_id": "album-1", "artist_ids": ["artist-1", "artist-2"],
+        "track_number": 3, "fetched_at": fetched_at,
+    }
+
+
+def album(album_id: str, fetched_at: int) -> dict:
+    return {
+        "schema_version": 1, "album_id": album_id, "name": "Album", "album_type": "album",
+        "release_date": "2024", "release_date_precision": "year", "artist_ids": ["artist-1"],
+        "image_url": None, "fetched_at": fetched_at,
+    }
+
+
+def artist(artist_id: str, fetched_at: int) -> dict:
+    return {
+        "schema_version": 1, "artist_id": artist_id, "name": "Artist", "genres": [],
+        "popularity": None, "followers": None, "image_url": None, "fetched_at": fetched_at,
+    }
+
+
+@dataclass
+class AckingProducer:
+    """Produces like the real producer (idempotent, acks=all) and remembers what Kafka acknowledged."""
+
+    bootstrap: str
+    topics: dict[str, str]
+    acked_plays: set = field(default_factory=set)
+    acked: int = 0
+    failed: int = 0
+
+    def __post_init__(self):
+        self.producer = Producer({
+            "bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
+            "linger.ms": 5, "message.max.bytes": 2_000_000,
+            # While a broker restarts, keep retrying rather than failing the message.
+            "message.timeout.ms": 120_000,
+        })
+        self.lock = threading.Lock()
+
+    def _report(self, play_key):
+        def delivery_report(err, msg):
+            with self.lock:
+                if err is not None:
+                    self.failed += 1
+                    return
+                self.acked += 1
+                if play_key is not None:
+                    self.acked_plays.add(play_key)
+        return delivery_report
+
+    def send(self, table: str, value, key: str | None = None) -> None:
+        """`value`: a dict (JSON-encoded; a valid play is tracked) or raw bytes (malformed)."""
+        play_key = None
+        if isinstance(value, dict):
+            if table == "plays":
+                play_key = (value.get("user_id"), value.get("played_at"), value.get("track_id"))
+            value = json.dumps(value).encode()
+        while True:
+            try:
+                self.producer.produce(self.topics[table], value=value, key=key,
+                                      on_delivery=self._report(play_key))
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 120) -> None:
+        remaining = self.producer.flush(timeout)
+        assert remaining == 0, f"{remaining} messages not delivered"
+
+
+def consumer_env(database: str, bootstrap: str, pg_port: int | None = None, **extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"WRAPPED_PG_DATABASE": database, "WRAPPED_KAFKA_BOOTSTRAP": bootstrap,
+                "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+    if pg_port is not None:
+        env["WRAPPED_PG_PORT"] = str(pg_port)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ConsumerRun:
+    proc: subprocess.Popen
+    log: Path
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"consumer did not finish in {timeout}s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """kill -9 the driver and its JVM (the whole process group)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(30)
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_consumer(env: dict, topics: dict[str, str], checkpoint: Path, log: Path, mode: str = "catch-up",
+                   *args: str) -> ConsumerRun:
+    argv = [sys.executable, str(JOB), "--mode", mode, "--checkpoint", str(checkpoint),
+            "--topics", ",".join(f"{k}={v}" for k, v in topics.items()), *args]
+    out = open(log, "ab")
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=REPO_ROOT)
+    out.close()
+    return ConsumerRun(proc, log)
+
+
+def catch_up(env: dict, topics: dict[str, str], checkpoint: Path, log: Path, *args: str, timeout: float = 180):
+    run = start_consumer(env, topics, checkpoint, log, "catch-up", *args)
+    code = run.wait(timeout)
+    assert code == 0, f"catch-up exited {code}:\n{run.tail()}"
+    return run
+
+
+def query(dsn: str, sql: str, params=()) -> list[tuple]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_exactly_once(dsn: str, acked_plays: set, dead_letters: int) -> None:
+    """Acknowledged plays == rows, no key twice, and exactly the injected dead letters."""
+    rows = query(dsn, "select user_id, (extract(epoch from played_at) * 1000)::bigint, track_id from raw.plays")
+    assert len(rows) == len(set(rows)), "a play was written twice"
+    (total, distinct), = query(dsn, "select count(*), count(distinct (user_id, played_at, track_id)) from raw.plays")
+    assert total == distinct
+    missing = acked_plays - set(rows)
+    extra = set(rows) - acked_plays
+    assert not missing and not extra, f"{len(missing)} acknowledged plays missing, {len(extra)} unexpected rows"
+    (dead,), = query(dsn, "select count(*) from ops.dead_letters")
+    assert dead == dead_letters, f"{dead} dead letters, expected {dead_letters}"
