@@ -24,7 +24,8 @@ from spotipy.oauth2 import SpotifyOAuth
 REAL_API_BASE = "https://api.spotify.com/v1/"
 REAL_ACCOUNTS_BASE = "https://accounts.spotify.com"
 SCOPE = "user-read-recently-played"
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8888/callback"
+# The onboarding page (Airflow api-server plugin, see weekly_wrapped.onboarding).
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8080/wrapped/callback"
 REQUEST_TIMEOUT_S = 10
 
 # Token-bearing DEBUG lines live in these loggers.
@@ -52,15 +53,16 @@ class SpotifyApp:
         return (self.accounts_base or REAL_ACCOUNTS_BASE).rstrip("/")
 
 
-def redirect_uri() -> str:
+def redirect_uri(airflow_port: int = 8080) -> str:
     """Where Spotify sends the user back after consent: must be registered with the app."""
-    return os.environ.get("SPOTIFY_REDIRECT_URI") or DEFAULT_REDIRECT_URI
+    return os.environ.get("SPOTIFY_REDIRECT_URI") or f"http://127.0.0.1:{airflow_port}/wrapped/callback"
 
 
 def app_from_settings(settings) -> SpotifyApp:
-    """The app as `weekly_wrapped.config.Settings` describes it (tests, CLI, demo)."""
+    """The app as `weekly_wrapped.config.Settings` describes it (tests, CLI, demo, onboarding page)."""
     return SpotifyApp(settings.spotify_client_id, settings.spotify_client_secret,
-                      settings.spotify_api_base, settings.spotify_accounts_base, redirect_uri())
+                      settings.spotify_api_base, settings.spotify_accounts_base,
+                      redirect_uri(settings.airflow_port))
 
 
 def app_from_connection(conn) -> SpotifyApp:

@@ -1,0 +1,107 @@
+"""The onboarding page: connect Spotify, give the recap e-mail address and the time zone.
+
+A small FastAPI app, served by Airflow's api-server through `plugins/weekly_wrapped_onboarding.py`
+at `/wrapped/connect` (so it needs no process of its own):
+
+1. `GET  /connect`  a form: e-mail and IANA time zone (Spotify's 2026 API gives neither);
+2. `POST /connect`  checks them and sends the browser to Spotify's consent page; the e-mail
+   and time zone travel in the OAuth `state`, Fernet-encrypted (so nobody can forge or read
+   them) and valid for 15 minutes;
+3. `GET  /callback` Spotify's redirect: exchanges the code (`users.onboard_with_code`) and
+   stores the user as active with the encrypted refresh token and `consent_at`.
+
+Register `SPOTIFY_REDIRECT_URI` (default `http://127.0.0.1:<airflow port>/wrapped/callback`)
+with the Spotify app.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from typing import Callable
+from urllib.parse import parse_qs
+from zoneinfo import available_timezones
+
+from cryptography.fernet import Fernet, InvalidToken
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from weekly_wrapped import spotify, users
+from weekly_wrapped.config import Settings, load_settings
+
+STATE_TTL_S = 15 * 60
+COMMON_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
+                "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney", "UTC")
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}"
+        "label{display:block;margin-top:1rem}input,button{font-size:1rem;padding:.4rem;width:100%}"
+        "button{margin-top:1.5rem;background:#1db954;color:#fff;border:0;border-radius:2rem}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>", status_code=status)
+
+
+def _form(message: str = "", email: str = "", time_zone: str = "") -> str:
+    options = "".join(f"<option value='{z}'>" for z in COMMON_ZONES)
+    error = f"<p style='color:#b00'>{html.escape(message)}</p>" if message else ""
+    return (f"{error}<p>Every Monday morning, a recap of your week on Spotify.</p>"
+            "<form method='post'>"
+            f"<label>E-mail for your recap<input name='email' type='email' required value='{html.escape(email)}'></label>"
+            "<label>Your time zone (weeks start Monday 00:00 there)"
+            f"<input name='time_zone' list='zones' required value='{html.escape(time_zone or 'Europe/Berlin')}'></label>"
+            f"<datalist id='zones'>{options}</datalist>"
+            "<button type='submit'>Connect Spotify</button></form>"
+            "<p><small>We read only your recently played tracks. You can disconnect any time in "
+            "your Spotify account settings.</small></p>")
+
+
+def create_app(settings_factory: Callable[[], Settings] = load_settings) -> FastAPI:
+    app = FastAPI(title="Weekly Wrapped onboarding")
+
+    def _context():
+        settings = settings_factory()
+        return settings, spotify.app_from_settings(settings), Fernet(settings.fernet_key.encode())
+
+    @app.get("/connect")
+    def connect_form() -> HTMLResponse:
+        return _page("Weekly Wrapped", _form())
+
+    @app.post("/connect")
+    async def connect(request: Request):
+        form = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode()).items()}
+        email, time_zone = form.get("email", ""), form.get("time_zone", "")
+        try:
+            users.check_profile(email, time_zone)
+        except users.OnboardingError as exc:
+            hint = "" if time_zone in available_timezones() else " (e.g. Europe/Berlin)"
+            return _page("Weekly Wrapped", _form(f"{exc}{hint}", email, time_zone), status=400)
+        _, sp_app, fernet = _context()
+        state = fernet.encrypt(json.dumps({"email": email, "time_zone": time_zone,
+                                           "nonce": secrets.token_urlsafe(8)}).encode()).decode()
+        return RedirectResponse(spotify.make_oauth(sp_app, state=state).get_authorize_url(), status_code=303)
+
+    @app.get("/callback")
+    def callback(state: str = "", code: str = "", error: str = "") -> HTMLResponse:
+        settings, sp_app, fernet = _context()
+        if error:
+            return _page("Not connected", f"<p>Spotify said: {html.escape(error)}. "
+                                          "<a href='connect'>Try again</a>.</p>", status=400)
+        try:
+            profile = json.loads(fernet.decrypt(state.encode(), ttl=STATE_TTL_S))
+        except (InvalidToken, ValueError):
+            return _page("Not connected", "<p>This link expired or was not ours. "
+                                          "<a href='connect'>Start again</a>.</p>", status=400)
+        try:
+            user_id = users.onboard_with_code(settings.warehouse_dsn, settings.fernet_key, sp_app, code=code,
+                                              email=profile["email"], time_zone=profile["time_zone"])
+        except users.OnboardingError as exc:
+            return _page("Not connected", f"<p>{html.escape(str(exc))}. <a href='connect'>Try again</a>.</p>",
+                         status=400)
+        return _page("You're in", f"<p>Spotify account <b>{html.escape(user_id)}</b> is connected. "
+                                  f"Your first recap goes to <b>{html.escape(profile['email'])}</b> on Monday "
+                                  f"morning, {html.escape(profile['time_zone'])} time.</p>")
+
+    return app
