@@ -202,19 +202,20 @@ def status(settings: Settings) -> Status:
     query_id = checkpoint_query_id(checkpoint(settings))
     batch_id = age = committed = None
     if query_id:
-        conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
         try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "select batch_id, extract(epoch from clock_timestamp() - committed_at), end_offsets "
-                    "from ops.consumer_batches where query_id = %s order by batch_id desc limit 1",
-                    (query_id,),
-                )
-                row = cur.fetchone()
-        except psycopg2.errors.UndefinedTable:
+            conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "select batch_id, extract(epoch from clock_timestamp() - committed_at), end_offsets "
+                        "from ops.consumer_batches where query_id = %s order by batch_id desc limit 1",
+                        (query_id,),
+                    )
+                    row = cur.fetchone()
+            finally:
+                conn.close()
+        except psycopg2.Error:  # Postgres down or schema not there yet: heartbeat unknown
             row = None
-        finally:
-            conn.close()
         if row:
             batch_id, age, committed = int(row[0]), float(row[1]), row[2]
     try:
