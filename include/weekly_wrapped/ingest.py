@@ -206,10 +206,11 @@ class UserSession:
                         raise
                     continue
                 if exc.http_status == 429:
-                    wait = payloads.retry_after_seconds(exc.headers, default=1)
+                    header = payloads.retry_after_seconds(exc.headers, default=-1)
                     if exc.reason == "QUOTA_EXCEEDED":
-                        retry = wait if payloads.retry_after_seconds(exc.headers, default=-1) >= 0 else self.cfg.quota_retry_s
+                        retry = header if header >= 0 else self.cfg.quota_retry_s
                         raise RateLimited("QUOTA_EXCEEDED", _utcnow() + timedelta(seconds=max(retry, 1))) from None
+                    wait = max(header, 1)  # none or 0: a second
                     if wait > self.cfg.short_retry_after_s or attempt >= self.cfg.max_attempts:
                         raise RateLimited(f"429 Retry-After {wait}s", _utcnow() + timedelta(seconds=wait)) from None
                     # Spotify's limit is per app: hold back every user of this process, then retry.
