@@ -27,16 +27,13 @@ def stack(settings: Settings):
     Starts what is not running; at the end stops only what it started (and the
     streaming consumer, if the session's tests started it), so a developer's stack stays up.
     """
-    try:
-        from weekly_wrapped import supervisor
-    except ImportError:  # TEMP: until the consumer's supervisor lands
-        supervisor = None
+    from weekly_wrapped import supervisor
     from weekly_wrapped.cli import up
     from weekly_wrapped.stack import airflow, fakes, kafka, postgres
 
     parts = [("Airflow", airflow), ("fakes", fakes), ("Kafka", kafka), ("PostgreSQL", postgres)]
     was_down = [(name, part) for name, part in parts if not part.is_running(settings)]
-    consumer_was_running = supervisor is None or supervisor.is_running(settings)
+    consumer_was_running = supervisor.is_running(settings)
     up(settings)
     yield settings
     if os.environ.get("WRAPPED_KEEP_STACK") == "1":

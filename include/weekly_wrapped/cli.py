@@ -55,20 +55,16 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> int:
+    from weekly_wrapped import supervisor
     from weekly_wrapped.stack import airflow, fakes, kafka, postgres
 
-    try:
-        from weekly_wrapped import supervisor
-        consumer_up = supervisor.is_running(settings)
-    except ImportError:  # TEMP until the consumer lands
-        consumer_up = False
     rows = [
         ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
         ("kafka", kafka.is_running(settings), settings.kafka_bootstrap),
         ("fakes", fakes.is_running(settings),
          f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, smtp :{settings.smtp_port}"),
         ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
-        ("spark consumer", consumer_up, "supervised by the spark_consumers DAG"),
+        ("spark consumer", supervisor.is_running(settings), "supervised by the spark_consumers DAG"),
     ]
     for name, ok, where in rows:
         print(f"{name:15} {'up  ' if ok else 'down'}  {where}")
