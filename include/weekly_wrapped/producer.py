@@ -3,8 +3,8 @@
 confluent-kafka with `enable.idempotence=true` and `acks=all` (no duplicates from
 the producer's own retries, nothing acknowledged before every in-sync replica has
 it), compressed, keyed as DESIGN.md says. `StreamProducer.flush()` returns only when
-each message has a delivery report and raises if any failed or none came: callers
-move cursors only after it returned.
+the local queue is empty and no message was reported failed, and raises otherwise:
+callers move cursors only after it returned.
 """
 
 from __future__ import annotations
