@@ -108,7 +108,8 @@ def _name(rng: random.Random, words: int) -> str:
 def _artist_name(rng: random.Random) -> str:
     first = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
     if rng.random() < 0.35:
-        return f"The {rng.choice(_WORDS)} {rng.choice(_WORDS)}s"
+        band = f"The {rng.choice(_WORDS)} {rng.choice(_WORDS)}"
+        return band if band.endswith("s") else band + "s"
     if rng.random() < 0.5:
         last = "".join(rng.choice(_SYLLABLES) for _ in range(2)).capitalize()
         return f"{first} {last}"
