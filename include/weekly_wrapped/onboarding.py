@@ -12,12 +12,18 @@ at `/wrapped/connect` (so it needs no process of its own):
 
 Register `SPOTIFY_REDIRECT_URI` (default `http://127.0.0.1:<airflow port>/wrapped/callback`)
 with the Spotify app.
+
+Airflow gives plugin apps no authentication, and a Spotify development app has only five
+user slots, so the page guards itself: with `WRAPPED_INVITE_CODE` set, the form asks for
+that code; without it, only browsers on this machine (loopback) may connect.
 """
 
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
+import os
 import secrets
 from typing import Callable
 from urllib.parse import parse_qs
@@ -44,15 +50,33 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>", status_code=status)
 
 
+def _invite_code() -> str:
+    return os.environ.get("WRAPPED_INVITE_CODE", "")
+
+
+def _allowed(request: Request, given_code: str | None) -> bool:
+    """With an invite code: the code must match. Without: only loopback clients."""
+    code = _invite_code()
+    if code:
+        return given_code is not None and secrets.compare_digest(given_code.encode(), code.encode())
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "testclient"  # FastAPI's TestClient
+
+
 def _form(message: str = "", email: str = "", time_zone: str = "") -> str:
     options = "".join(f"<option value='{z}'>" for z in COMMON_ZONES)
+    invite = ("<label>Invite code (from whoever runs this Weekly Wrapped)"
+              "<input name='invite' type='password' required></label>") if _invite_code() else ""
     error = f"<p style='color:#b00'>{html.escape(message)}</p>" if message else ""
     return (f"{error}<p>Every Monday morning, a recap of your week on Spotify.</p>"
             "<form method='post'>"
             f"<label>E-mail for your recap<input name='email' type='email' required value='{html.escape(email)}'></label>"
             "<label>Your time zone (weeks start Monday 00:00 there)"
             f"<input name='time_zone' list='zones' required value='{html.escape(time_zone or 'Europe/Berlin')}'></label>"
-            f"<datalist id='zones'>{options}</datalist>"
+            f"<datalist id='zones'>{options}</datalist>{invite}"
             "<button type='submit'>Connect Spotify</button></form>"
             "<p><small>We read only your recently played tracks. You can disconnect any time in "
             "your Spotify account settings.</small></p>")
@@ -66,13 +90,18 @@ def create_app(settings_factory: Callable[[], Settings] = load_settings) -> Fast
         return settings, spotify.app_from_settings(settings), Fernet(settings.fernet_key.encode())
 
     @app.get("/connect")
-    def connect_form() -> HTMLResponse:
+    def connect_form(request: Request) -> HTMLResponse:
+        if not _invite_code() and not _allowed(request, None):
+            return _page("Not here", "<p>This page only opens on the machine that runs Weekly Wrapped "
+                                     "(or set WRAPPED_INVITE_CODE).</p>", status=403)
         return _page("Weekly Wrapped", _form())
 
     @app.post("/connect")
     async def connect(request: Request):
         form = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode()).items()}
         email, time_zone = form.get("email", ""), form.get("time_zone", "")
+        if not _allowed(request, form.get("invite")):
+            return _page("Weekly Wrapped", _form("That invite code is not right.", email, time_zone), status=403)
         try:
             users.check_profile(email, time_zone)
         except users.OnboardingError as exc:

@@ -71,3 +71,27 @@ def test_airflow_loads_the_plugin():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"'/wrapped'", out.stdout), out.stdout + out.stderr[-2000:]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_without_an_invite_code_only_this_machine_may_connect(settings, monkeypatch):
+    monkeypatch.delenv("WRAPPED_INVITE_CODE", raising=False)
+    local = TestClient(create_app(lambda: settings), client=("127.0.0.1", 50000))
+    remote = TestClient(create_app(lambda: settings), client=("203.0.113.9", 50000))
+    assert local.get("/connect").status_code == 200
+    assert remote.get("/connect").status_code == 403
+    refused = remote.post("/connect", content="email=a%40b.org&time_zone=UTC", headers=FORM)
+    assert refused.status_code == 403
+
+
+def test_with_an_invite_code_the_form_asks_for_it(settings, monkeypatch):
+    monkeypatch.setenv("WRAPPED_INVITE_CODE", "family-2026")
+    remote = TestClient(create_app(lambda: settings), client=("203.0.113.9", 50000))
+    assert "Invite code" in remote.get("/connect").text
+    wrong = remote.post("/connect", content="email=a%40b.org&time_zone=UTC&invite=guess", headers=FORM)
+    assert wrong.status_code == 403 and "invite code is not right" in wrong.text
+    right = remote.post("/connect", content="email=a%40b.org&time_zone=UTC&invite=family-2026",
+                        headers=FORM, follow_redirects=False)
+    assert right.status_code == 303
