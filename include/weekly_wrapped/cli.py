@@ -5,6 +5,7 @@
     wrapped logs NAME show (or follow) one service's log
     wrapped down      stop everything `up` started, by process group
     wrapped demo      up, onboard demo listeners, run the DAGs through Airflow to a delivered e-mail
+    wrapped airflow … the `airflow` CLI with the stack's settings (e.g. `wrapped airflow dags list`)
 """
 
 from __future__ import annotations
@@ -108,11 +109,21 @@ def main(argv: list[str] | None = None) -> int:
                                      "smtp-sink, spark-consumer")
     p_logs.add_argument("-f", "--follow", action="store_true")
     p_logs.add_argument("-n", "--lines", type=int, default=50)
+    p_airflow = sub.add_parser("airflow", help="run the airflow CLI against the local stack",
+                               add_help=False)
+    p_airflow.add_argument("args", nargs=argparse.REMAINDER)
     p_demo = sub.add_parser("demo", help="run the whole pipeline for the demo listeners, through Airflow")
     p_demo.add_argument("--timeout", type=int, default=900, help="seconds to wait for each DAG run")
     args = parser.parse_args(argv)
 
     settings = load_settings()
+    if args.command == "airflow":
+        import os
+
+        from weekly_wrapped.stack.env import service_env, venv_bin
+
+        airflow_bin = str(venv_bin() / "airflow")
+        os.execve(airflow_bin, [airflow_bin, *args.args], service_env(settings))
     if args.command == "up":
         up(settings, with_airflow=not args.no_airflow)
         return 0
