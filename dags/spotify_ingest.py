@@ -8,6 +8,12 @@ their messages; a Kafka failure fails the batch and Airflow's retry starts from 
 Rate-limited users are skipped until their `retry_at`; `invalid_grant` marks a user
 `needs_reauth`. Details per user: `app.ingest_outcomes`; gaps: `app.ingest_gaps`.
 
+After the batches (whatever their outcome), `backfill_metadata` fetches the full metadata of
+tracks known only by name from privacy exports (`app.metadata_backlog`), at most
+`WRAPPED_METADATA_BACKFILL_PER_RUN` tracks (default 200; param `metadata_backfill_per_run`
+overrides it for one run), one id at a time, with an active user's token; a long 429 stops it
+until the next run. See `weekly_wrapped.metadata_backfill`.
+
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`.
 Env: `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`), `WRAPPED_INGEST_BATCH_SIZE` (users per
@@ -22,7 +28,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.assets import KAFKA_PLAYS
 
@@ -39,6 +45,11 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
     max_active_runs=1,
     tags=["weekly-wrapped", "ingest", "spotify", "kafka"],
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    params={
+        # None: the worker's WRAPPED_METADATA_BACKFILL_PER_RUN (default 200) decides at run time.
+        "metadata_backfill_per_run": Param(None, type=["null", "integer"], minimum=0,
+                                           description="tracks the metadata backfill may look up this run"),
+    },
     doc_md=__doc__,
 )
 def spotify_ingest():
@@ -103,7 +114,35 @@ def spotify_ingest():
         print(f"spotify_ingest: {plays} plays; users by outcome: {counts}")
         return {"plays": plays, **counts}
 
-    summarize(ingest_batch.expand(batch=plan_batches()))
+    # all_done: exports need their metadata even in an hour when some user's batch failed; and
+    # after the batches, so the backfill has the app's whole request budget to itself.
+    @task(trigger_rule="all_done")
+    def backfill_metadata(params: dict) -> dict:
+        """Full track/album/artist metadata for a bounded slice of tracks known only from exports."""
+        from weekly_wrapped import airflow_connections as conns
+        from weekly_wrapped import metadata_backfill
+        from weekly_wrapped.config import load_settings
+        from weekly_wrapped.ingest import IngestConfig
+        from weekly_wrapped.spotify import app_from_connection
+
+        per_run = metadata_backfill.per_run_budget(
+            params.get("metadata_backfill_per_run"),
+            metadata_backfill.per_run_budget(os.getenv("WRAPPED_METADATA_BACKFILL_PER_RUN")))
+        cfg = IngestConfig(
+            dsn=conns.warehouse_dsn(),
+            kafka_config=conns.kafka_config(),
+            app=app_from_connection(conns.spotify_app()),
+            fernet_key=load_settings().fernet_key,
+            requests_per_second=float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")),
+        )
+        result = metadata_backfill.backfill(cfg, per_run)
+        left = metadata_backfill.backlog_counts(cfg.dsn)
+        print(f"metadata backfill (budget {per_run}): {result.as_dict()}; backlog now {left}")
+        return {**result.as_dict(), "backlog": left}
+
+    batches_done = ingest_batch.expand(batch=plan_batches())
+    summarize(batches_done)
+    batches_done >> backfill_metadata()
 
 
 spotify_ingest()

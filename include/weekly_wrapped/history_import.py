@@ -153,15 +153,20 @@ def to_messages(
     return list(plays.values()), list(tracks.values())
 
 
-def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progress_every: int = 10_000) -> dict:
+def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progress_every: int = 10_000,
+                  topics: dict[str, str] | None = None) -> dict:
     """Validate the whole export, then produce its plays and track names to Kafka.
 
     Nothing is produced from a broken export. Re-importing the same export is safe:
     every play keeps its natural key, so the consumer upserts it onto itself.
+    After Kafka acknowledged, the tracks ingestion has not produced yet are queued in
+    `app.metadata_backlog`: the export names them but has no album or artists, which
+    `metadata_backfill` fetches later. `topics` maps contract topics to real ones (tests).
     """
     import logging
     import time
 
+    from weekly_wrapped import metadata_backfill
     from weekly_wrapped.producer import StreamProducer
     from weekly_wrapped.users import get_user
 
@@ -172,14 +177,17 @@ def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progre
     plays, tracks = to_messages(records, user_id, ingested_at_ms=int(time.time() * 1000))
     log.info("export %s: %d records, %d plays to import (%d skips/podcasts left out), %d tracks",
              path, len(records), len(plays), len(records) - len(plays), len(tracks))
-    producer = StreamProducer(kafka_config)
+    producer = StreamProducer(kafka_config, topics)
     producer.send_all(((contracts.TRACKS_TOPIC, t) for t in tracks), validated=True)
     for i, play in enumerate(plays, 1):
         producer.send(contracts.PLAYS_TOPIC, play, validated=True)
         if i % progress_every == 0:
             log.info("produced %d/%d plays", i, len(plays))
     report = producer.flush()
+    # Only after the flush: a failed import queues nothing (its retry will).
+    queued = metadata_backfill.queue_tracks(dsn, user_id, metadata_backfill.tracks_to_queue(plays))
+    log.info("%d tracks queued for the metadata backfill", queued)
     first = min((p["played_at"] for p in plays), default=None)
     last = max((p["played_at"] for p in plays), default=None)
     return {"user_id": user_id, "records": len(records), "plays": len(plays), "tracks": len(tracks),
-            "delivered": report.delivered, "first_played_at_ms": first, "last_played_at_ms": last}
+            "delivered": report.delivered, "metadata_queued": queued, "first_played_at_ms": first, "last_played_at_ms": last}

@@ -328,7 +328,7 @@ def commit_success(dsn: str, run_id: str | None, o: UserOutcome, new_cursor: int
 
 # --- one user, many users ------------------------------------------------------------------------
 
-def _complete_metadata(session: UserSession, cache: EntityCache, msgs: payloads.PollMessages,
+def complete_metadata(session: UserSession, cache: EntityCache, msgs: payloads.PollMessages,
                        now_ms: int) -> dict[str, list[str]]:
     """Drop entities produced before; fill in the ones the payload left incomplete. Returns what to produce."""
     builders = {contracts.TRACKS_TOPIC: payloads.track_message, contracts.ALBUMS_TOPIC: payloads.album_message,
@@ -368,7 +368,7 @@ def ingest_user(cfg: IngestConfig, user_id: str, *, limiter: RateLimiter, cache:
         now_ms = _now_ms()
         msgs = payloads.messages_from_items(user_id, items, after_ms=cursor, source=cfg.source, now_ms=now_ms)
         gap = payloads.detect_gap(cursor, msgs.plays)
-        produced = _complete_metadata(session, cache, msgs, now_ms)
+        produced = complete_metadata(session, cache, msgs, now_ms)
 
         producer = StreamProducer(cfg.kafka_config, cfg.topics)
         for topic in PRODUCE_ORDER:

@@ -143,15 +143,24 @@ def messages_from_items(user_id: str, items: Iterable[Mapping[str, Any]], *, aft
             continue
         seen.add(key)
         out.plays.append(play)
-        out.tracks.setdefault(track["id"], track_message(track, now_ms))
-        album = track.get("album")
-        if album and album.get("id"):
-            out.albums.setdefault(album["id"], album_message(album, now_ms))
-        for artist in list(track.get("artists") or []) + list((album or {}).get("artists") or []):
-            if artist.get("id"):
-                out.artists.setdefault(artist["id"], artist_message(artist, now_ms))
+        add_track_entities(out, track, now_ms)
     out.plays.sort(key=lambda p: p["played_at"])
     return out
+
+
+def add_track_entities(out: PollMessages, track: Mapping[str, Any], now_ms: int) -> None:
+    """Add a track object's track, album and artist messages (first one of each id wins).
+
+    For a recently-played item's track and for a `GET /tracks/{id}` answer alike (the
+    metadata backfill): album artists and track artists both count.
+    """
+    out.tracks.setdefault(track["id"], track_message(track, now_ms))
+    album = track.get("album")
+    if album and album.get("id"):
+        out.albums.setdefault(album["id"], album_message(album, now_ms))
+    for artist in list(track.get("artists") or []) + list((album or {}).get("artists") or []):
+        if artist.get("id"):
+            out.artists.setdefault(artist["id"], artist_message(artist, now_ms))
 
 
 def newest_played_at(plays: Iterable[Mapping[str, Any]], default: int | None = None) -> int | None:

@@ -129,6 +129,20 @@ create table if not exists app.entity_cache (
     primary key (entity_type, entity_id)
 );
 
+-- Tracks known only by name (from a privacy export) whose full metadata the hourly
+-- metadata backfill still has to fetch (weekly_wrapped.metadata_backfill). No foreign key
+-- to app.users: `user_id` only says whose export queued the track (and whose token to try).
+create table if not exists app.metadata_backlog (
+    track_id   text primary key,
+    user_id    text not null,
+    queued_at  timestamptz not null default now(),
+    done_at    timestamptz,             -- produced to Kafka (or gone from Spotify, see last_error)
+    attempts   int not null default 0,  -- failed look-ups; given up at metadata_backfill.MAX_ATTEMPTS
+    last_error text
+);
+create index if not exists metadata_backlog_pending on app.metadata_backlog (attempts, queued_at)
+    where done_at is null;
+
 create table if not exists app.sent_emails (
     user_id    text not null references app.users (user_id),
     week_start date not null,          -- Monday, in the user's time zone
