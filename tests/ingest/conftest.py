@@ -129,6 +129,8 @@ def make_ingest_env(stack, settings, kafka_bootstrap):
             env.sql("delete from app.entity_cache where entity_id = any(%s)",
                     (list(cat.tracks) + list(cat.albums) + list(cat.artists),))
             ids = list(fake.users)
+            env.sql("delete from app.metadata_backlog where user_id = any(%s) or track_id = any(%s)",
+                    (ids, list(cat.tracks)))
             for table in ("app.ingest_outcomes", "app.ingest_gaps", "app.ingest_cursors", "app.users"):
                 env.sql(f"delete from {table} where user_id = any(%s)", (ids,))
             for f in admin.delete_topics(list(topics.values())).values():
