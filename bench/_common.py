@@ -73,3 +73,94 @@ def keyed_copy_seconds(conn, schema: str, plays: pa.Table) -> float:
     conn.commit()
     conn.autocommit = old_autocommit
     return time.monotonic() - started
+
+
+# ---- a private consumer against the running stack (its Kafka and Postgres) ----
+
+def play_message(i: int, start_ms: int = 1_763_000_000_000, users: int = 1000, seed: str = "") -> dict:
+    """The i-th synthetic play as a message (the same values as `synthetic_plays` row i)."""
+    return {
+        "schema_version": contracts.SCHEMA_VERSION,
+        "user_id": f"bench{seed}-user-{i % users}",
+        "played_at": start_ms + i * 1000,
+        "track_id": f"4iV5W9uYEdYUVa79Axb7R{i % 7919:05d}",
+        "context_uri": f"spotify:playlist:37i9dQZF1DXcBWIGoYBM{i % 50:02d}",
+        "source": "api",
+        "ms_played": None,
+        "ingested_at": start_ms,
+    }
+
+
+@contextmanager
+def private_consumer(settings, trigger_seconds: float | None = None):
+    """Fresh topics, a throwaway database and a supervised consumer of their own; all removed after.
+
+    Yields (bench settings, topics {"plays": name, ...}, dsn). The consumer is the real
+    job, started by the real supervisor, with its state (checkpoint, log) in a temp folder.
+    """
+    import shutil
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from weekly_wrapped import supervisor
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = {t: f"bench.{t}.{suffix}" for t in ("plays", "tracks", "albums", "artists")}
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(name, 3 if t == "plays" else 1, 1)
+                                       for t, name in topics.items()]).values():
+        future.result()
+    database = f"wrapped_bench_{suffix}"
+    admin_conn = psycopg2.connect(settings.warehouse_dsn)
+    admin_conn.autocommit = True
+    with admin_conn.cursor() as cur:
+        cur.execute(f"create database {database}")
+    state = Path(tempfile.mkdtemp(prefix="wrapped-bench-"))
+    (state / "jars").mkdir()
+    (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
+    bench = replace(settings, state_dir=state, pg_database=database)
+    extra = ("--trigger-seconds", str(trigger_seconds)) if trigger_seconds else ()
+    try:
+        supervisor.start(bench, topics=topics, extra_args=extra)
+        yield bench, topics, bench.warehouse_dsn
+    finally:
+        supervisor.stop(bench)
+        with admin_conn.cursor() as cur:
+            cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (database,))
+            cur.execute(f"drop database if exists {database}")
+        admin_conn.close()
+        for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
+            try:
+                future.result()
+            except Exception:
+                pass
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def committed_plays(dsn: str) -> int:
+    """New plays committed so far (cheap: sums the progress rows, not raw.plays)."""
+    try:
+        conn = psycopg2.connect(dsn)
+    except psycopg2.OperationalError:
+        return -1
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select coalesce(sum(plays_rows), 0) from ops.consumer_batches")
+            return int(cur.fetchone()[0])
+    except psycopg2.Error:
+        return -1  # the consumer has not applied the schema yet
+    finally:
+        conn.close()
+
+
+def wait_for_plays(dsn: str, count: int, timeout: float, interval: float = 0.25) -> float:
+    """Block until `count` plays are committed; return the monotonic time it happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if committed_plays(dsn) >= count:
+            return time.monotonic()
+        time.sleep(interval)
+    raise TimeoutError(f"only {committed_plays(dsn)} of {count} plays committed after {timeout:.0f}s")

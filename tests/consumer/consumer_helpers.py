@@ -130,7 +130,7 @@ class AckingProducer:
     def __post_init__(self):
         self.producer = Producer({
             "bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
-            "linger.ms": 5, "message.max.bytes": 2_000_000,
+            "linger.ms": 5, "message.max.bytes": 2_000_000, "compression.type": "zstd",  # as the real producer
             # While a broker restarts, keep retrying rather than failing the message.
             "message.timeout.ms": 120_000,
         })

@@ -29,7 +29,7 @@ def kafka_batch(spark, messages):
 
 def errors_of(spark, topic, value) -> list[str]:
     batch = kafka_batch(spark, [(topic, value)])
-    return [r.error for r in parse.dead_letters(parse.check_topic(batch, topic, contracts.STREAMS[topic])).collect()]
+    return [r.error for r in parse.dead_letters(parse.check_batch(batch, {topic: contracts.STREAMS[topic]})).collect()]
 
 
 def test_schemas_are_derived_from_the_contracts():
@@ -64,7 +64,7 @@ def test_valid_messages_of_every_stream_become_typed_rows(spark):
 
 def test_a_valid_play_keeps_its_kafka_position(spark):
     batch = kafka_batch(spark, [(PLAYS, "nope"), (PLAYS, play("u1", 1))])
-    (row,) = parse.valid_rows(parse.check_topic(batch, PLAYS, contracts.PLAYS), contracts.PLAYS).collect()
+    (row,) = parse.valid_rows(parse.check_batch(batch), PLAYS, contracts.PLAYS).collect()
     assert (row.kafka_partition, row.kafka_offset) == (1, 1)
 
 
@@ -98,7 +98,7 @@ def malformed_errors(spark) -> dict[str, list[str]]:
     messages = []
     for kind in kinds:
         messages += [(PLAYS, MALFORMED[kind][0]), (PLAYS, play("ok", len(messages)))]
-    dead = parse.dead_letters(parse.check_topic(kafka_batch(spark, messages), PLAYS, contracts.PLAYS)).collect()
+    dead = parse.dead_letters(parse.check_batch(kafka_batch(spark, messages))).collect()
     errors: dict[str, list[str]] = {kind: [] for kind in kinds}
     for row in dead:
         assert row.offset % 2 == 0, f"a valid play was dead-lettered: {row}"
@@ -135,22 +135,21 @@ def test_what_the_contract_allows_is_valid(spark):
         play("u1", 2, extra_field={"new": True}),
     ]
     batch = kafka_batch(spark, [(PLAYS, m) for m in messages])
-    assert parse.dead_letters(parse.check_topic(batch, PLAYS, contracts.PLAYS)).count() == 0
+    assert parse.dead_letters(parse.check_batch(batch)).count() == 0
     batch = kafka_batch(spark, [(TRACKS, dict(track("t1", 1), artist_ids=[], popularity=None))])
-    (row,) = parse.valid_rows(parse.check_topic(batch, TRACKS, contracts.TRACKS), contracts.TRACKS).collect()
+    (row,) = parse.valid_rows(parse.check_batch(batch), TRACKS, contracts.TRACKS).collect()
     assert row.artist_ids == [] and row.popularity is None
 
 
 def test_dead_letters_keep_position_and_a_storable_payload(spark):
     oversized = json.dumps(play("u1", 1, context_uri="é" * contracts.MAX_MESSAGE_BYTES))
     batch = kafka_batch(spark, [(PLAYS, play("u1", 0)), (PLAYS, b"bad\x00\xff"), (PLAYS, oversized)])
-    dead = {r.offset: r for r in parse.dead_letters(parse.check_topic(batch, PLAYS, contracts.PLAYS)).collect()}
+    dead = {r.offset: r for r in parse.dead_letters(parse.check_batch(batch)).collect()}
     assert sorted(dead) == [1, 2]
     assert dead[1].topic == PLAYS and dead[1].partition == 1
     assert "\x00" not in dead[1].payload and dead[1].payload.startswith("bad")
     assert len(dead[2].payload) <= contracts.MAX_MESSAGE_BYTES
-    assert [f.name for f in parse.dead_letters(parse.check_topic(batch, PLAYS, contracts.PLAYS)).schema] == \
-        schemas.DEAD_LETTER_SCHEMA.names
+    assert [f.name for f in parse.dead_letters(parse.check_batch(batch)).schema] == schemas.DEAD_LETTER_SCHEMA.names
 
 
 def test_split_batch_routes_by_topic_and_collects_every_dead_letter(spark):
@@ -162,20 +161,29 @@ def test_split_batch_routes_by_topic_and_collects_every_dead_letter(spark):
     assert sorted((r.topic, r.offset) for r in dead.collect()) == [("my.plays", 2), ("my.tracks", 3)]
 
 
-def test_end_offsets_are_the_next_offset_per_partition(spark):
-    batch = kafka_batch(spark, [(PLAYS, play("u", i)) for i in range(7)] + [(TRACKS, "x")])
-    got = {(r.topic, r.partition): (r.messages, r.next_offset) for r in parse.end_offsets(batch).collect()}
-    assert got == {(PLAYS, 0): (3, 7), (PLAYS, 1): (2, 5), (PLAYS, 2): (2, 6), (TRACKS, 1): (1, 8)}
+def test_a_message_of_another_topic_is_a_dead_letter(spark):
+    batch = kafka_batch(spark, [("someone.elses", play("u", 1))])
+    (row,) = parse.dead_letters(parse.check_batch(batch)).collect()
+    assert row.error == "unknown topic someone.elses"
 
 
-def test_for_copy_turns_arrays_into_json_in_stage_order(spark):
+def test_for_sink_and_split_arrow_give_the_sink_its_tables(spark):
     from weekly_wrapped.streaming import sink
+    from weekly_wrapped.streaming.consumer import split_arrow
 
-    batch = kafka_batch(spark, [(TRACKS, track("t1", 1))])
-    rows = parse.for_copy(parse.valid_rows(parse.check_topic(batch, TRACKS, contracts.TRACKS), contracts.TRACKS),
-                          contracts.TRACKS)
-    assert rows.columns == [c for c, _ in sink.stage_columns(contracts.TRACKS)]
-    assert json.loads(rows.collect()[0].artist_ids) == ["artist-1", "artist-2"]
+    topics = contracts.STREAMS
+    messages = [(PLAYS, play("u", i)) for i in range(7)] + [(TRACKS, track("t1", 1)), (PLAYS, "x")]
+    table = parse.for_sink(parse.check_batch(kafka_batch(spark, messages), topics), topics).toArrow()
+    batch = split_arrow(table, topics)
+    assert batch.input_rows == 9
+    assert batch.rows[contracts.PLAYS].column_names == [c for c, _ in sink.stage_columns(contracts.PLAYS)]
+    assert batch.rows[contracts.PLAYS].num_rows == 7
+    tracks = batch.rows[contracts.TRACKS].to_pylist()
+    assert json.loads(tracks[0]["artist_ids"]) == ["artist-1", "artist-2"]
+    assert batch.dead_letters.to_pylist() == [
+        {"topic": PLAYS, "partition": 2, "offset": 8, "payload": "x", "error": "not JSON (or not a JSON object)"}]
+    # Offsets are per partition (the batch helper puts offset i in partition i % 3): the next one to read.
+    assert batch.end_offsets == {PLAYS: {"0": 7, "1": 5, "2": 9}, TRACKS: {"1": 8}}
 
 
 def test_parsing_agrees_with_the_producers_validate(spark):

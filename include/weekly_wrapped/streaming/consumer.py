@@ -74,39 +74,16 @@ class BatchWriter:
     def __call__(self, df, batch_id: int) -> None:
         started = time.monotonic()
         query_id = self._query_id()
-        df.persist()
-        try:
-            parsed = self.parse(df)
-        finally:
-            df.unpersist()
+        # One Spark job per batch: parse every topic in one pass, bring it to the driver as Arrow.
+        table = parse.for_sink(parse.check_batch(df, self.topics), self.topics).toArrow()
+        parsed = split_arrow(table, self.topics)
+        parse_ms = int((time.monotonic() - started) * 1000)
         result = self.write(query_id, batch_id, parsed, started)
         log.info(
-            "batch %d: %d messages, %d new plays, %d dead letters, %d ms%s",
-            batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms,
+            "batch %d: %d messages, %d new plays, %d dead letters, %d ms (parse %d ms)%s",
+            batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms, parse_ms,
             " (already committed, skipped)" if result.skipped else "",
         )
-
-    def parse(self, df) -> sink.ParsedBatch:
-        """Parse a (persisted) Kafka batch into Arrow tables, touching only the topics it holds."""
-        import pyarrow as pa
-
-        offsets: dict[str, dict[str, int]] = {}
-        counts: dict[str, int] = {}
-        for row in parse.end_offsets(df).collect():
-            offsets.setdefault(row.topic, {})[str(row.partition)] = int(row.next_offset)
-            counts[row.topic] = counts.get(row.topic, 0) + int(row.messages)
-        rows, dead = {}, []
-        for topic, stream in self.topics.items():
-            if not counts.get(topic):
-                continue
-            checked = parse.check_topic(df, topic, stream).persist()
-            try:
-                rows[stream] = parse.for_copy(parse.valid_rows(checked, stream), stream).toArrow()
-                dead.append(parse.dead_letters(checked).toArrow())
-            finally:
-                checked.unpersist()
-        dead_letters = pa.concat_tables(dead) if dead else _empty_dead_letters()
-        return sink.ParsedBatch(rows, dead_letters, sum(counts.values()), offsets)
 
     def write(self, query_id: str, batch_id: int, parsed: sink.ParsedBatch, started: float) -> sink.BatchResult:
         """Write the batch; if Postgres is unreachable, reconnect and retry until RECONNECT_SECONDS."""
@@ -141,6 +118,30 @@ class BatchWriter:
             self.conn = None
 
 
+def split_arrow(table, topics: Mapping[str, contracts.Stream]) -> sink.ParsedBatch:
+    """`parse.for_sink`'s Arrow table -> the sink's per-stream tables, dead letters and end offsets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    valid = pc.is_null(table["error"])
+    rows = {}
+    for topic, stream in topics.items():
+        mine = table.filter(pc.and_(valid, pc.equal(table["kafka_topic"], topic)))
+        if mine.num_rows:
+            fields = mine[parse.stream_column(stream)].combine_chunks().flatten()
+            rows[stream] = pa.Table.from_arrays(
+                [*fields, mine["kafka_partition"], mine["kafka_offset"]],
+                names=[c for c, _ in sink.stage_columns(stream)],
+            )
+    dead = table.filter(pc.invert(valid)).select(["kafka_topic", "kafka_partition", "kafka_offset", "payload", "error"])
+    dead = dead.rename_columns(["topic", "partition", "offset", "payload", "error"])
+    offsets: dict[str, dict[str, int]] = {}
+    ends = table.group_by(["kafka_topic", "kafka_partition"]).aggregate([("kafka_offset", "max")])
+    for topic, partition, last in zip(*(ends[c].to_pylist() for c in ("kafka_topic", "kafka_partition", "kafka_offset_max"))):
+        offsets.setdefault(topic, {})[str(partition)] = last + 1
+    return sink.ParsedBatch(rows, dead, table.num_rows, offsets)
+
+
 def checkpoint_query_id(checkpoint: str | Path) -> str | None:
     """The streaming query id stored in a (local) checkpoint folder, or None if there is none yet."""
     path = Path(str(checkpoint).removeprefix("file:")) / "metadata"
@@ -148,13 +149,3 @@ def checkpoint_query_id(checkpoint: str | Path) -> str | None:
         return json.loads(path.read_text().splitlines()[0])["id"]
     except (FileNotFoundError, IndexError, KeyError, ValueError):
         return None
-
-
-def _empty_dead_letters():
-    import pyarrow as pa
-
-    return pa.table({
-        "topic": pa.array([], pa.string()), "partition": pa.array([], pa.int32()),
-        "offset": pa.array([], pa.int64()), "payload": pa.array([], pa.string()),
-        "error": pa.array([], pa.string()),
-    })

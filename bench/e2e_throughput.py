@@ -1,0 +1,80 @@
+"""End to end: produce N plays -> all committed in raw.plays, rows/s vs plain keyed COPY of the same rows.
+
+Against the running stack's Kafka and Postgres, with fresh topics, a throwaway database and
+the real consumer job started by the real supervisor (continuous mode, default trigger).
+The clock starts when the first of the N plays is produced (the consumer is already up
+and warm) and stops when the last one is committed. Target: ratio >= 0.25.
+
+    .local/venv/bin/python bench/e2e_throughput.py [--plays 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg2  # noqa: E402
+
+from _common import (  # noqa: E402
+    fresh_tables,
+    keyed_copy_seconds,
+    play_message,
+    private_consumer,
+    private_schema,
+    synthetic_plays,
+    wait_for_plays,
+)
+from weekly_wrapped import contracts  # noqa: E402
+from weekly_wrapped.config import load_settings  # noqa: E402
+from weekly_wrapped.producer import StreamProducer  # noqa: E402
+
+TARGET = 0.25
+WARMUP = 2000
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plays", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    n = args.plays
+    with private_consumer(settings) as (bench, topics, dsn):
+        producer = StreamProducer({"bootstrap.servers": settings.kafka_bootstrap},
+                                  topics={contracts.PLAYS_TOPIC: topics["plays"]})
+        # Warm-up: the consumer's Spark session is up and its first batches are compiled.
+        for i in range(WARMUP):
+            producer.send(contracts.PLAYS_TOPIC, play_message(i, seed="w"), validated=True)
+        producer.flush()
+        wait_for_plays(dsn, WARMUP, 180)
+
+        messages = [play_message(i) for i in range(n)]
+        started = time.monotonic()
+        for message in messages:
+            producer.send(contracts.PLAYS_TOPIC, message, validated=True)
+        producer.flush(300)
+        produced = time.monotonic()
+        finished = wait_for_plays(dsn, WARMUP + n, 900)
+        e2e_s = finished - started
+        print(f"produced {n:,} plays in {produced - started:.1f}s; all committed after {e2e_s:.1f}s")
+        conn = psycopg2.connect(dsn)
+        with conn.cursor() as cur:
+            cur.execute("select count(*), max(duration_ms), round(avg(input_rows)) from ops.consumer_batches")
+            batches, slowest, avg_rows = cur.fetchone()
+        conn.close()
+        print(f"{batches} batches, {avg_rows} messages each on average, slowest {slowest} ms")
+
+    with private_schema(settings.warehouse_dsn) as (conn, schema):
+        fresh_tables(conn, schema)
+        copy_s = keyed_copy_seconds(conn, schema, synthetic_plays(n))
+    e2e_rate, copy_rate = n / e2e_s, n / copy_s
+    print(f"end to end: {e2e_rate:,.0f} plays/s; keyed COPY of the same rows: {copy_rate:,.0f} rows/s")
+    print(f"e2e_throughput: ratio={e2e_rate / copy_rate:.2f} (target >= {TARGET})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
