@@ -9,7 +9,9 @@ Trigger it by hand with the user's Spotify id and the path of the export (one
 The whole export is validated first: a broken file fails the run with the file and
 line that broke it, and nothing is produced. Plays go to `spotify.plays` with
 `source = "export"`; re-importing is safe (plays keep their natural key), and a play
-also polled from the API is recognised as the same play by `fct_plays`.
+also polled from the API is recognised as the same play by `fct_plays`. An export names its
+tracks but not their albums or artists: the tracks ingestion has not produced yet are queued in
+`app.metadata_backlog`, and `spotify_ingest` fetches their metadata (a bounded slice per hour).
 Connections: `kafka_default`, `postgres_default`.
 """
 
