@@ -4,9 +4,13 @@ then its tracks' albums and artists looked up one id at a time on a private fake
 import json
 import time
 from collections import Counter
+from dataclasses import replace
+
+import pytest
 
 from weekly_wrapped import contracts, history_import, metadata_backfill
 from weekly_wrapped.demo import export_records
+from weekly_wrapped.producer import DeliveryFailed
 
 DAY = 86_400_000
 
@@ -117,3 +121,22 @@ def test_revoked_token_marks_its_owner_and_the_next_run_borrows_another(ingest_e
 
     result = backfill(env, 10_000)
     assert (result.token_user, result.completed, result.stopped) == (marcus, queued, None)
+
+
+def test_nothing_is_marked_done_unless_kafka_acknowledged(ingest_env, tmp_path):
+    env = ingest_env
+    marcus = env.user_ids[1]
+    queued = import_export(env, tmp_path, marcus, days=1)["metadata_queued"]
+    # The tracks topic is missing (auto-create is off): those messages are never acknowledged.
+    broken = {**env.topics, contracts.TRACKS_TOPIC: env.topics[contracts.TRACKS_TOPIC] + "-missing"}
+    cfg = replace(env.cfg, topics=broken, kafka_config={**env.cfg.kafka_config, "message.timeout.ms": 3000})
+    with pytest.raises(DeliveryFailed):
+        metadata_backfill.backfill(cfg, 10_000, user_ids=env.user_ids)
+    assert not any(done for done, _, _ in backlog(env).values())
+    assert env.sql("select count(*) from app.entity_cache where entity_type = 'track' and entity_id = any(%s)",
+                   (list(backlog(env)),))[0][0] == 0
+
+    # Airflow's retry does the same slice again, and this time it lands.
+    result = backfill(env, 10_000)
+    assert (result.completed, result.stopped) == (queued, None)
+    assert all(done for done, _, _ in backlog(env).values())
