@@ -15,7 +15,7 @@ from weekly_wrapped.producer import DeliveryFailed
 DAY = 86_400_000
 
 
-def import_export(env, tmp_path, user_id: str, days: int = 3) -> dict:
+def import_export(env, tmp_path, user_id: str, days: int) -> dict:
     """Write the listener's last `days` as a privacy export and import it onto the test's topics."""
     folder = tmp_path / user_id
     folder.mkdir(parents=True)
@@ -43,12 +43,13 @@ def test_export_tracks_get_albums_and_artists_each_entity_fetched_once_across_ru
     polled = {t["track_id"] for t in env.consume(contracts.TRACKS_TOPIC)}
     artists_before = env.counts()["GET /v1/artists/{id}"]
 
-    summary = import_export(env, tmp_path, ana)
+    # 10 days: enough tracks beyond the poll's last 50 whatever the test's random seed (45+ seen)
+    summary = import_export(env, tmp_path, ana, days=10)
     export_tracks = env.consume(contracts.TRACKS_TOPIC)[len(polled):]
     exported = {t["track_id"] for t in export_tracks}
     assert all(t["album_id"] is None and t["artist_ids"] is None for t in export_tracks)  # the bug's cause
     queued = exported - polled
-    assert summary["metadata_queued"] == len(queued) > 20 and set(backlog(env)) == queued
+    assert summary["metadata_queued"] == len(queued) > 10 and set(backlog(env)) == queued
     n_tracks_before = len(env.consume(contracts.TRACKS_TOPIC))
 
     first = backfill(env, 10)  # a bounded slice ...
@@ -78,14 +79,14 @@ def test_export_tracks_get_albums_and_artists_each_entity_fetched_once_across_ru
     third = backfill(env, 10_000)
     assert third.selected == 0 and env.counts() == counts
     # importing the same export again queues nothing new and re-opens nothing
-    assert import_export(env, tmp_path / "again", ana)["metadata_queued"] == 0
+    assert import_export(env, tmp_path / "again", ana, days=10)["metadata_queued"] == 0
     assert backfill(env, 10_000).selected == 0
 
 
 def test_long_429_stops_the_run_without_sleeping_and_keeps_the_backlog(ingest_env, tmp_path):
     env = ingest_env
     yuki = env.user_ids[2]
-    queued = import_export(env, tmp_path, yuki, days=2)["metadata_queued"]
+    queued = import_export(env, tmp_path, yuki, days=4)["metadata_queued"]
     order = [t for t, _ in metadata_backfill.pending(env.dsn, 10_000, env.user_ids)]
     assert len(order) == queued > 5
     blocked = order[3]
@@ -112,7 +113,8 @@ def test_long_429_stops_the_run_without_sleeping_and_keeps_the_backlog(ingest_en
 def test_revoked_token_marks_its_owner_and_the_next_run_borrows_another(ingest_env, tmp_path):
     env = ingest_env
     ana, marcus = env.user_ids[0], env.user_ids[1]
-    queued = import_export(env, tmp_path, ana, days=1)["metadata_queued"]
+    queued = import_export(env, tmp_path, ana, days=3)["metadata_queued"]
+    assert queued > 0
     env.control("fault", kind="invalid_grant", user_id=ana)
 
     result = backfill(env, 10_000)
@@ -126,7 +128,8 @@ def test_revoked_token_marks_its_owner_and_the_next_run_borrows_another(ingest_e
 def test_nothing_is_marked_done_unless_kafka_acknowledged(ingest_env, tmp_path):
     env = ingest_env
     marcus = env.user_ids[1]
-    queued = import_export(env, tmp_path, marcus, days=1)["metadata_queued"]
+    queued = import_export(env, tmp_path, marcus, days=3)["metadata_queued"]
+    assert queued > 0
     # The tracks topic is missing (auto-create is off): those messages are never acknowledged.
     broken = {**env.topics, contracts.TRACKS_TOPIC: env.topics[contracts.TRACKS_TOPIC] + "-missing"}
     cfg = replace(env.cfg, topics=broken, kafka_config={**env.cfg.kafka_config, "message.timeout.ms": 3000})
