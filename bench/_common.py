@@ -164,3 +164,78 @@ def wait_for_plays(dsn: str, count: int, timeout: float, interval: float = 0.25)
             return time.monotonic()
         time.sleep(interval)
     raise TimeoutError(f"only {committed_plays(dsn)} of {count} plays committed after {timeout:.0f}s")
+
+
+class SteadyLoad:
+    """Produce plays at a steady rate in a thread, remembering each one's partition, offset and
+    Kafka timestamp (the real producer's settings, plus a delivery report per message)."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: int, seed: str):
+        import threading
+
+        from confluent_kafka import Producer
+
+        from weekly_wrapped.producer import producer_config
+
+        self.producer = Producer(producer_config({"bootstrap.servers": bootstrap},
+                                                 **{"delivery.report.only.error": False, "linger.ms": 5}))
+        self.topic, self.rate, self.seed = topic, rate, seed
+        self.delivered: list[tuple[int, int, int]] = []  # (partition, offset, kafka timestamp ms)
+        self.failed = 0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _report(self, err, msg):
+        if err is not None:
+            self.failed += 1
+        else:
+            self.delivered.append((msg.partition(), msg.offset(), msg.timestamp()[1]))
+
+    def _run(self):
+        import msgspec
+
+        encode = msgspec.json.encode
+        started = time.monotonic()
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) * self.rate)
+            while self.sent < due:
+                message = play_message(self.sent, seed=self.seed)
+                self.producer.produce(self.topic, encode(message), message["user_id"].encode(),
+                                      on_delivery=self._report)
+                self.sent += 1
+            self.producer.poll(0.01)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self.producer.flush(60)
+
+
+def batches(dsn: str) -> list[tuple[int, dict, float]]:
+    """(batch_id, end_offsets, committed_at as epoch ms) of every committed batch, in order."""
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("select batch_id, end_offsets, extract(epoch from committed_at) * 1000 "
+                    "from ops.consumer_batches order by query_id, batch_id")
+        rows = [(b, offsets, float(at)) for b, offsets, at in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def commit_times(dsn: str, topic: str, delivered: list[tuple[int, int, int]]) -> list[float | None]:
+    """For each delivered (partition, offset, ts), when the batch that committed it committed (epoch ms)."""
+    rows = batches(dsn)
+    out = []
+    for partition, offset, _ in delivered:
+        when = None
+        for _, offsets, at in rows:
+            if int(offsets.get(topic, {}).get(str(partition), 0)) > offset:
+                when = at
+                break
+        out.append(when)
+    return out

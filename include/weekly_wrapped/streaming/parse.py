@@ -80,10 +80,9 @@ def _json_type_check(value: Column, json_type: Column, field: contracts.Field) -
 def _corrupt_reason(stream: contracts.Stream) -> Column:
     """Why `from_json` found a record corrupt: not a JSON object, or which field has the wrong type.
 
-    Evaluated only for corrupt records (inside a CASE branch), so the full VARIANT parse
-    here costs nothing on the valid path.
+    Reads `_whole`, the full VARIANT parse that `check_batch` makes for corrupt records only.
     """
-    whole = F.try_parse_json("payload")
+    whole = F.col("_whole")
     version = F.variant_get(whole, f"$.{_VERSION}", "variant")
     version_type = F.schema_of_variant(version)
     checks: list[tuple[Column, Column]] = [
@@ -104,18 +103,17 @@ def _corrupt_reason(stream: contracts.Stream) -> Column:
 
 def _stream_error(k: int, stream: contracts.Stream) -> Column:
     """The first reason a parsed message breaks this stream's contract, or NULL."""
-    parsed = _col(k, "json")
-    version = F.col(f"{parsed}.{_VERSION}")
+    version = F.col(_col(k, _VERSION))
     checks: list[tuple[Column, Column]] = [
         # The reason is worked out in a later projection, only for these (rare) rows.
-        (F.col(f"{parsed}.{_CORRUPT}").isNotNull(), F.lit(_CORRUPT)),
+        (F.col(_col(k, _CORRUPT)).isNotNull(), F.lit(_CORRUPT)),
         (version.isNull() | (version != contracts.SCHEMA_VERSION),
          F.concat(F.lit("unknown schema_version "), F.coalesce(version.cast("string"), F.lit("(missing)")))),
     ]
     for field in stream.fields:
         value = F.col(_col(k, field.name))
         if field.type in _AS_VARIANT:
-            checks += _json_type_check(F.col(f"{parsed}.{field.name}"), F.col(_col(k, "type_" + field.name)), field)
+            checks += _json_type_check(value, F.col(_col(k, "type_" + field.name)), field)
         elif field.required:
             checks.append((value.isNull(), F.lit(f"missing required field '{field.name}'")))
         if field.type == "timestamp_ms":
@@ -124,9 +122,9 @@ def _stream_error(k: int, stream: contracts.Stream) -> Column:
             checks.append((F.contains(value, F.lit(_NUL)), F.lit(f"NUL character in '{field.name}'")))
         if field.type == "string_array":
             # Postgres text[] could hold a NULL element, but the contract says "list of strings".
-            # (No `exists(x -> ...)`: a lambda keeps the whole projection out of code generation.)
-            checks.append(((F.size(F.array_compact(value)) != F.size(value))
-                           | F.contains(F.array_join(value, ""), F.lit(_NUL)),
+            # Null elements joined as NUL, so one test finds both. (No `exists(x -> ...)`: a lambda
+            # would keep the whole projection out of code generation.)
+            checks.append((F.contains(F.array_join(value, "", _NUL), F.lit(_NUL)),
                            F.lit(f"null or NUL element in '{field.name}'")))
     if stream.topic == contracts.PLAYS_TOPIC:
         checks.append((~F.col(_col(k, "source")).isin(*contracts.PLAY_SOURCES),
@@ -170,15 +168,21 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         F.schema_of_variant(f"{_col(k, 'json')}.{f.name}").alias(_col(k, "type_" + f.name))
         for k, (_, stream) in enumerate(streams) for f in stream.fields if f.type in _AS_VARIANT
     ])
+    # Typed values replace the parsed structs: a narrow row (<= spark.sql.codegen.maxFields
+    # fields) keeps the following projections in whole-stage code generation.
     typed = []
     for k, (_, stream) in enumerate(streams):
+        parsed = _col(k, "json")
+        typed += [F.col(f"{parsed}.{_VERSION}").alias(_col(k, _VERSION)),
+                  F.col(f"{parsed}.{_CORRUPT}").alias(_col(k, _CORRUPT))]
         for f in stream.fields:
-            raw = F.col(f"{_col(k, 'json')}.{f.name}")
+            raw = F.col(f"{parsed}.{f.name}")
             if f.type in _AS_VARIANT:  # read only when the JSON type is right: a failed cast is slow
                 raw = F.when(F.col(_col(k, "type_" + f.name)).isin(*JSON_TYPES[f.type]),
                              F.variant_get(raw, "$", SPARK_TYPES[f.type].simpleString()))
             typed.append(raw.alias(_col(k, f.name)))
-    df = df.select("*", *typed)
+    kept = [c for c in df.columns if not c.endswith("_json")]
+    df = df.select(*kept, *typed)
 
     error = (
         F.when(F.col("payload").isNull(), F.lit("empty message (no value)"))
@@ -190,6 +194,10 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         error = error.when(F.col("kafka_topic") == name, _stream_error(k, stream))
     error = error.otherwise(F.concat(F.lit("unknown topic "), F.col("kafka_topic")))
     df = df.select("*", error.alias("_error"))
+    # The full parse, for corrupt records only. As its own column: inside the CASE below,
+    # Spark would hoist this common sub-expression and parse every message a second time.
+    corrupt = F.col("_error") == _CORRUPT
+    df = df.select("*", F.when(corrupt, F.try_parse_json("payload")).alias("_whole"))
     error = F.when(F.col("_error").isNull() | (F.col("_error") != _CORRUPT), F.col("_error"))
     for name, stream in streams:
         error = error.when(F.col("kafka_topic") == name, _corrupt_reason(stream))
