@@ -1,0 +1,111 @@
+"""The `spark_consumers` DAG itself, run with `dag.test()` in a child process (its own Airflow
+home, SQLite metadata): it restarts a dead consumer, which catches up, and it updates the
+RAW_PLAYS asset only when new plays were committed since its last update.
+
+The consumer is a private one (own state folder, database and topics), selected through
+WRAPPED_* variables, so the shared stack's consumer is never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import pytest
+
+from weekly_wrapped import supervisor
+from weekly_wrapped.config import REPO_ROOT
+
+from consumer_helpers import AckingProducer, assert_exactly_once, play, unique, wait_for
+
+RUN_DAG = textwrap.dedent("""
+    import sys
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=sys.argv[1])
+    assert not bag.import_errors, bag.import_errors
+    run = bag.dags["spark_consumers"].test()
+    print("DAG_RUN_STATE", run.state)
+""")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "spark_consumers.py").symlink_to(REPO_ROOT / "dags" / "spark_consumers.py")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+    }
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return env
+
+
+def run_dag(env) -> str:
+    result = subprocess.run([sys.executable, "-c", RUN_DAG, env["AIRFLOW__CORE__DAGS_FOLDER"]],
+                            env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "DAG_RUN_STATE success" in output, output[-6000:]
+    return output
+
+
+def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
+        airflow_env, settings, topics, consumer_db, kafka_bootstrap, tmp_path):
+    db, dsn = consumer_db
+    state = tmp_path / "state"
+    (state / "jars").mkdir(parents=True)
+    (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
+    private = replace(settings, state_dir=state, pg_database=db)
+    env = {
+        **airflow_env,
+        "WRAPPED_STATE_DIR": str(state),
+        "WRAPPED_PG_DATABASE": db,
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
+            "conn_type": "postgres", "host": settings.pg_host, "port": settings.pg_port,
+            "login": settings.pg_user, "password": settings.pg_password, "schema": db,
+        }),
+    }
+    producer = AckingProducer(kafka_bootstrap, topics)
+    user = unique("user")
+    for i in range(500):
+        producer.send("plays", play(user, i), key=user)
+    producer.flush()
+    try:
+        supervisor.start(private, topics=topics)  # remembers the test's topics in its state folder
+        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the first catch-up")
+        dead = supervisor.status(private).pid
+        os.killpg(dead, signal.SIGKILL)
+        wait_for(lambda: not supervisor.is_running(private), 30, "the consumer to die")
+        for i in range(500, 1000):
+            producer.send("plays", play(user, i), key=user)
+        producer.flush()
+
+        first = run_dag(env)
+        assert "consumer not running (1 unexpected exits lately); starting it" in first
+        assert "new plays committed since the beginning" in first
+        restarted = supervisor.status(private)
+        assert restarted.running and restarted.pid != dead
+        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the restarted consumer to catch up")
+        assert_exactly_once(dsn, producer.acked_plays, 0)
+
+        # Healthy and idle: nothing restarted, and no asset update without new plays.
+        second = run_dag(env)
+        assert "starting it" not in second and "lag 0 messages" in second
+        if "new plays committed since 20" in second:  # the restart's catch-up landed after run 1
+            third = run_dag(env)
+            assert "no new plays committed since" in third
+        else:
+            assert "no new plays committed since" in second
+        assert supervisor.status(private).pid == restarted.pid
+    finally:
+        supervisor.stop(private)
