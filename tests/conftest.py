@@ -7,12 +7,16 @@ started, it stops at the end. A service that cannot start is an error, never a s
 
 from __future__ import annotations
 
+import logging
 import os
 
 import psycopg2
 import pytest
 
 from weekly_wrapped.config import Settings, load_settings
+
+# py4j logs at INFO while the interpreter shuts down, after pytest closed its streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
