@@ -19,7 +19,6 @@ from weekly_wrapped.airflow_client import AirflowClient
 from weekly_wrapped.config import Settings
 from weekly_wrapped.stack import airflow
 
-PIPELINE_DAGS = ("spotify_history_import", "spotify_ingest", "spark_consumers", "dbt_build", "weekly_wrapped")
 # How much history each demo listener's privacy export holds before the demo's "now".
 EXPORT_DAYS = 15
 # More than the demo exports' distinct tracks (~600 for three listeners over EXPORT_DAYS).
@@ -93,6 +92,10 @@ def _say(message: str) -> None:
 
 
 def _run_dag(client: AirflowClient, dag_id: str, timeout: float, conf: dict | None = None) -> str:
+    # Unpaused only when its turn comes: unpausing also starts the DAG's own scheduled run,
+    # which must not run (and fail, and hold max_active_runs) before its inputs exist.
+    client.wait_for_dag(dag_id)
+    client.unpause(dag_id)
     run_id = client.trigger(dag_id, conf=conf)
     _say(f"{dag_id}: triggered {run_id}")
     state = client.wait_for_run(dag_id, run_id, timeout, on_progress=lambda s: _say(f"{dag_id}: {s}"))
@@ -163,9 +166,6 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     exports = write_demo_exports(settings, clock)
 
     client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
-    for dag_id in PIPELINE_DAGS:
-        client.wait_for_dag(dag_id)
-        client.unpause(dag_id)
 
     for user_id, folder in exports.items():
         _say(f"importing {user_id}'s privacy export ({EXPORT_DAYS} days) from {folder}")
