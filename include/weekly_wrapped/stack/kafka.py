@@ -144,16 +144,21 @@ def _broker_ready(settings: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=2)
+        AdminClient(_admin_config(settings.kafka_bootstrap)).list_topics(timeout=2)
         return True
     except Exception:
         return False
 
 
+def _admin_config(bootstrap: str) -> dict:
+    # librdkafka's informational lines would interleave with `wrapped up`'s progress.
+    return {"bootstrap.servers": bootstrap, "log_level": 3}
+
+
 def create_topics(bootstrap: str, replication_factor: int = 1) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(_admin_config(bootstrap))
     existing = admin.list_topics(timeout=10).topics
     wanted = [
         NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
