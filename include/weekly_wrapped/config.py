@@ -14,9 +14,28 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=value lines of a `.env` file (comments, blank lines and `export ` prefixes allowed)."""
+    values = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.split(" #", 1)[0].strip().strip("'\"")
+        values[key.strip()] = value
+    return values
+
+
 def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
+    # The real environment wins over the repo's `.env`, which wins over the default.
+    value = os.environ.get(name) or _DOTENV.get(name)
     return value if value not in (None, "") else default
+
+
+_DOTENV = read_dotenv(Path(os.environ.get("WRAPPED_ENV_FILE", REPO_ROOT / ".env")))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,21 @@
+"""Settings come from the environment, then the repo's .env, then defaults."""
+
+from weekly_wrapped import config
+
+
+def test_dotenv_lines_are_read_like_a_shell_would(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# comment\n\nexport WRAPPED_PG_PORT=6543\nGEMINI_API_KEY='abc' # mine\nBROKEN LINE\n")
+    assert config.read_dotenv(env) == {"WRAPPED_PG_PORT": "6543", "GEMINI_API_KEY": "abc"}
+
+
+def test_environment_beats_dotenv_beats_default(monkeypatch):
+    monkeypatch.setattr(config, "_DOTENV", {"WRAPPED_PG_PORT": "6543", "WRAPPED_KAFKA_PORT": "19092"})
+    monkeypatch.setenv("WRAPPED_PG_PORT", "7777")
+    monkeypatch.delenv("WRAPPED_KAFKA_PORT", raising=False)
+    monkeypatch.delenv("WRAPPED_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("WRAPPED_AIRFLOW_PORT", raising=False)
+    settings = config.load_settings()
+    assert settings.pg_port == 7777
+    assert settings.kafka_bootstrap == "127.0.0.1:19092"
+    assert settings.airflow_port == 8080
