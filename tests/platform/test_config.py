@@ -19,3 +19,10 @@ def test_environment_beats_dotenv_beats_default(monkeypatch):
     assert settings.pg_port == 7777
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
     assert settings.airflow_port == 8080
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    from weekly_wrapped.stack.kafka import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -117,11 +117,13 @@ def start(settings: Settings) -> None:
     config = _write_config(settings)
     if not (home(settings) / "data" / "meta.properties").exists():
         cluster_id = _cluster_id()
-        subprocess.run(
+        result = subprocess.run(
             _java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
                   "--standalone", "--ignore-formatted", heap="128m"),
-            check=True, capture_output=True,
+            capture_output=True, text=True,
         )
+        if result.returncode != 0:
+            raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     svc = service(settings)
     if not is_running(settings):
         from weekly_wrapped.stack import process
@@ -135,7 +137,12 @@ def _cluster_id() -> str:
     # KRaft cluster ids are 16 random bytes, URL-safe base64 without padding.
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # One starting with "-" would be read as an option by kafka-storage, as Kafka's own
+    # Uuid.randomUuid() also avoids.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _broker_ready(settings: Settings) -> bool:
