@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg2  # noqa: E402
 
-from _common import (  # noqa: E402
+from support.consumer_bench import (  # noqa: E402
     fresh_tables,
     keyed_copy_seconds,
     play_message,

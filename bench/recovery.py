@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SteadyLoad, committed_plays, private_consumer, wait_for_plays  # noqa: E402
+from support.consumer_bench import SteadyLoad, committed_plays, private_consumer, wait_for_plays  # noqa: E402
 from weekly_wrapped import supervisor  # noqa: E402
 from weekly_wrapped.config import load_settings  # noqa: E402
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg2  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from _common import fresh_tables, keyed_copy_seconds, private_schema, synthetic_plays  # noqa: E402
+from support.consumer_bench import fresh_tables, keyed_copy_seconds, private_schema, synthetic_plays  # noqa: E402
 from weekly_wrapped import contracts  # noqa: E402
 from weekly_wrapped.config import load_settings  # noqa: E402
 from weekly_wrapped.streaming import sink  # noqa: E402
