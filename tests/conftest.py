@@ -67,3 +67,25 @@ def warehouse(stack: Settings):
 @pytest.fixture(scope="session")
 def kafka_bootstrap(stack: Settings) -> str:
     return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def airflow_test_env(tmp_path_factory) -> dict[str, str]:
+    """Environment for child Airflow processes: a throwaway home with SQLite metadata and our DAGs."""
+    import subprocess
+    import sys
+
+    from weekly_wrapped.config import REPO_ROOT
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    }
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return env

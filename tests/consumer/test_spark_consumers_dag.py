@@ -10,64 +10,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from dataclasses import replace
 
 import pytest
+from dag_runs import run_dag_test
 
 from weekly_wrapped import supervisor
-from weekly_wrapped.config import REPO_ROOT
 
 from consumer_helpers import AckingProducer, assert_exactly_once, play, unique, wait_for
 
-RUN_DAG = textwrap.dedent("""
-    import sys
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder=sys.argv[1])
-    assert not bag.import_errors, bag.import_errors
-    run = bag.dags["spark_consumers"].test()
-    print("DAG_RUN_STATE", run.state)
-""")
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow-home")
-    dags = home / "dags"
-    dags.mkdir()
-    (dags / "spark_consumers.py").symlink_to(REPO_ROOT / "dags" / "spark_consumers.py")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-    }
-    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    return env
-
-
-def run_dag(env) -> str:
-    result = subprocess.run([sys.executable, "-c", RUN_DAG, env["AIRFLOW__CORE__DAGS_FOLDER"]],
-                            env=env, capture_output=True, text=True, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0 and "DAG_RUN_STATE success" in output, output[-6000:]
-    return output
-
-
 def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
-        airflow_env, settings, topics, consumer_db, kafka_bootstrap, tmp_path):
+        airflow_test_env, settings, topics, consumer_db, kafka_bootstrap, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
     (state / "jars").mkdir(parents=True)
     (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
     private = replace(settings, state_dir=state, pg_database=db)
     env = {
-        **airflow_env,
+        **airflow_test_env,
         "WRAPPED_STATE_DIR": str(state),
         "WRAPPED_PG_DATABASE": db,
         "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
@@ -90,7 +50,7 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
             producer.send("plays", play(user, i), key=user)
         producer.flush()
 
-        first = run_dag(env)
+        first = run_dag_test(env, "spark_consumers")
         assert "consumer not running (1 unexpected exits lately); starting it" in first
         assert "new plays committed since the beginning" in first
         restarted = supervisor.status(private)
@@ -99,10 +59,10 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         assert_exactly_once(dsn, producer.acked_plays, 0)
 
         # Healthy and idle: nothing restarted, and no asset update without new plays.
-        second = run_dag(env)
+        second = run_dag_test(env, "spark_consumers")
         assert "starting it" not in second and "lag 0 messages" in second
         if "new plays committed since 20" in second:  # the restart's catch-up landed after run 1
-            third = run_dag(env)
+            third = run_dag_test(env, "spark_consumers")
             assert "no new plays committed since" in third
         else:
             assert "no new plays committed since" in second
