@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from weekly_wrapped.config import load_settings
+from wrapped_dev.config import load_settings
 
 
 def stack_rss_mib(state_dir: Path) -> float:

@@ -29,9 +29,10 @@ from support.consumer_bench import (  # noqa: E402
     synthetic_plays,
     wait_for_plays,
 )
-from weekly_wrapped import contracts, supervisor  # noqa: E402
-from weekly_wrapped.config import load_settings  # noqa: E402
-from weekly_wrapped.producer import StreamProducer  # noqa: E402
+from weekly_wrapped import contracts
+from weekly_wrapped.streaming import supervisor  # noqa: E402
+from wrapped_dev.config import load_settings  # noqa: E402
+from weekly_wrapped.ingest.producer import StreamProducer  # noqa: E402
 
 TARGET = 0.25
 # The stack's consumer runs for days: measure it warm (JIT-compiled), as it is after its first batches.
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
             batches, slowest, avg_rows = cur.fetchone()
         conn.close()
         print(f"{batches} batches, {avg_rows} messages each on average, slowest {slowest} ms")
-        for line in supervisor.log_tail(bench, 200).splitlines():
+        for line in supervisor.log_tail(bench.consumer, 200).splitlines():
             if " batch " in line:
                 print("  " + line.split(": ", 1)[-1])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.consumer_bench import SteadyLoad, batches, commit_times, private_consumer, wait_for_plays  # noqa: E402
-from weekly_wrapped.config import load_settings  # noqa: E402
+from wrapped_dev.config import load_settings  # noqa: E402
 
 TARGET_P95_S = 5.0
 

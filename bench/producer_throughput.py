@@ -24,8 +24,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from weekly_wrapped import contracts
-from weekly_wrapped.config import load_settings
-from weekly_wrapped.producer import StreamProducer, producer_config, serialize
+from wrapped_dev.config import load_settings
+from weekly_wrapped.ingest.producer import StreamProducer, producer_config, serialize
 
 
 def build_messages(n: int) -> list[dict]:

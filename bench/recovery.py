@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.consumer_bench import SteadyLoad, committed_plays, private_consumer, wait_for_plays  # noqa: E402
-from weekly_wrapped import supervisor  # noqa: E402
-from weekly_wrapped.config import load_settings  # noqa: E402
+from weekly_wrapped.streaming import supervisor  # noqa: E402
+from wrapped_dev.config import load_settings  # noqa: E402
 
 TARGET_S = 60.0
 
@@ -40,21 +40,21 @@ def main(argv=None) -> int:
             # Steady state first: the consumer is up, warm, and keeping up.
             wait_for_plays(dsn, 1, 180)
             time.sleep(15)
-            before = supervisor.status(bench)
+            before = supervisor.status(bench.consumer)
             acked_at_kill = len(load.delivered)
             killed = time.monotonic()
             os.killpg(before.pid, signal.SIGKILL)
             print(f"killed pid {before.pid} (lag was {before.lag}); {acked_at_kill:,} plays acknowledged so far")
-            while supervisor.is_running(bench):  # SIGKILL is asynchronous
+            while supervisor.is_running(bench.consumer):  # SIGKILL is asynchronous
                 time.sleep(0.05)
-            restarted = supervisor.ensure_running(bench, settle_seconds=0)
+            restarted = supervisor.ensure_running(bench.consumer, settle_seconds=0)
             started = time.monotonic()
             print(f"supervisor restarted it as pid {restarted.pid} after {started - killed:.1f}s")
             first = None
             while committed_plays(dsn) < acked_at_kill:
                 if time.monotonic() - killed > 10 * TARGET_S:
-                    raise TimeoutError(f"not recovered after {10 * TARGET_S:.0f}s:\n{supervisor.log_tail(bench)}")
-                if first is None and supervisor.status(bench).last_batch_id != before.last_batch_id:
+                    raise TimeoutError(f"not recovered after {10 * TARGET_S:.0f}s:\n{supervisor.log_tail(bench.consumer)}")
+                if first is None and supervisor.status(bench.consumer).last_batch_id != before.last_batch_id:
                     first = time.monotonic()
                 time.sleep(0.25)
             recovered = time.monotonic() - killed

@@ -21,7 +21,7 @@ import pyarrow as pa  # noqa: E402
 
 from support.consumer_bench import fresh_tables, keyed_copy_seconds, private_schema, synthetic_plays  # noqa: E402
 from weekly_wrapped import contracts  # noqa: E402
-from weekly_wrapped.config import load_settings  # noqa: E402
+from wrapped_dev.config import load_settings  # noqa: E402
 from weekly_wrapped.streaming import sink  # noqa: E402
 
 TARGET = 0.5

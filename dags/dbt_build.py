@@ -12,7 +12,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from weekly_wrapped.assets import MARTS_WRAPPED, RAW_PLAYS
+from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
 
 DAG_ID = "dbt_build"
 
@@ -39,9 +39,9 @@ def dbt_build():
     def build_marts(**context) -> dict[str, int]:
         from airflow.sdk import Connection
 
-        from weekly_wrapped.airflow_connections import WAREHOUSE_CONN_ID
-        from weekly_wrapped.dbt_runner import build_marts as run_dbt_build
-        from weekly_wrapped.dbt_runner import warehouse_from_connection
+        from weekly_wrapped.airflow.connections import WAREHOUSE_CONN_ID
+        from weekly_wrapped.marts.dbt_runner import build_marts as run_dbt_build
+        from weekly_wrapped.marts.dbt_runner import warehouse_from_connection
 
         warehouse = warehouse_from_connection(Connection.get(WAREHOUSE_CONN_ID))
         extra_args = ("--full-refresh",) if context["params"]["full_refresh"] else ()

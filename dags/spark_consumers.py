@@ -18,7 +18,7 @@ from pathlib import Path
 
 from airflow.sdk import dag, task
 
-from weekly_wrapped.assets import RAW_PLAYS
+from weekly_wrapped.airflow.assets import RAW_PLAYS
 
 DAG_ID = Path(__file__).stem
 
@@ -39,10 +39,10 @@ def spark_consumers():
         """Start or restart the consumer if needed; log its lag and heartbeat."""
         from dataclasses import asdict
 
-        from weekly_wrapped import supervisor
-        from weekly_wrapped.config import load_settings
+        from weekly_wrapped.airflow.connections import consumer_config
+        from weekly_wrapped.streaming import supervisor
 
-        state = supervisor.ensure_running(load_settings())
+        state = supervisor.ensure_running(consumer_config())
         print(state.describe())
         for partition, lag in sorted(state.lag_by_partition.items()):
             print(f"  lag {partition}: {lag}")
@@ -53,8 +53,8 @@ def spark_consumers():
         """Update RAW_PLAYS if plays were committed since the last event; skip otherwise."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from weekly_wrapped.airflow_connections import warehouse_dsn
-        from weekly_wrapped.supervisor import plays_committed_since
+        from weekly_wrapped.airflow.connections import warehouse_dsn
+        from weekly_wrapped.streaming.supervisor import plays_committed_since
 
         previous = context["inlet_events"][RAW_PLAYS]
         since = previous[-1].extra.get("committed_through") if len(previous) else None

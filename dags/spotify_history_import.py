@@ -22,7 +22,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
-from weekly_wrapped.assets import KAFKA_PLAYS
+from weekly_wrapped.airflow.assets import KAFKA_PLAYS
 
 DAG_ID = Path(__file__).stem
 
@@ -46,8 +46,8 @@ def spotify_history_import():
     def import_export(params: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from weekly_wrapped import airflow_connections as conns
-        from weekly_wrapped.history_import import ExportError, import_export
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.ingest.history_import import ExportError, import_export
 
         try:
             summary = import_export(Path(params["path"]), params["user_id"],

@@ -10,16 +10,17 @@ Rate-limited users are skipped until their `retry_at`; `invalid_grant` marks a u
 
 After the batches (whatever their outcome), `backfill_metadata` fetches the full metadata of
 tracks known only by name from privacy exports (`app.metadata_backlog`), at most
-`WRAPPED_METADATA_BACKFILL_PER_RUN` tracks (default 200; param `metadata_backfill_per_run`
+`wrapped_metadata_backfill_per_run` tracks (Variable, default 200; param `metadata_backfill_per_run`
 overrides it for one run), one id at a time, with an active user's token; a long 429 stops it
-until the next run. See `weekly_wrapped.metadata_backfill`.
+until the next run. See `weekly_wrapped.ingest.metadata_backfill`.
 
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`.
-Env: `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`), `WRAPPED_INGEST_BATCH_SIZE` (users per
-mapped task, default 10), `WRAPPED_INGEST_PARALLEL_BATCHES` (default 4),
-`WRAPPED_INGEST_THREADS` (users at once in a batch, default 4), `WRAPPED_SPOTIFY_RPS` (the app's
-request budget per second, default 10, split evenly between the batches that run at once).
+Variables: `wrapped_ingest_batch_size` (users per mapped task, default 10), `wrapped_ingest_threads`
+(users at once in a batch, default 4), `wrapped_spotify_rps` (the app's request budget per second,
+default 10, split evenly between the batches that run at once), `wrapped_fernet_secret`.
+Parse-time environment (they shape the DAG): `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`),
+`WRAPPED_INGEST_PARALLEL_BATCHES` (mapped batches at once, default 4).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
-from weekly_wrapped.assets import KAFKA_PLAYS
+from weekly_wrapped.airflow.assets import KAFKA_PLAYS
 
 DAG_ID = Path(__file__).stem
 PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
@@ -46,7 +47,7 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
     tags=["weekly-wrapped", "ingest", "spotify", "kafka"],
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
     params={
-        # None: the worker's WRAPPED_METADATA_BACKFILL_PER_RUN (default 200) decides at run time.
+        # None: the Variable wrapped_metadata_backfill_per_run (default 200) decides at run time.
         "metadata_backfill_per_run": Param(None, type=["null", "integer"], minimum=0,
                                            description="tracks the metadata backfill may look up this run"),
     },
@@ -56,16 +57,12 @@ def spotify_ingest():
     @task
     def plan_batches() -> list[dict]:
         """Active users (not needs_reauth / unsubscribed) in batches, each with its share of the rate budget."""
-        from weekly_wrapped.airflow_connections import warehouse_dsn
-        from weekly_wrapped.ingest import batches
-        from weekly_wrapped.users import list_active_users
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.ingest.poll import plan_batches as plan
+        from weekly_wrapped.users.accounts import list_active_users
 
-        user_ids = list_active_users(warehouse_dsn())
-        planned = batches(user_ids, int(os.getenv("WRAPPED_INGEST_BATCH_SIZE", "10")))
-        # Spotify rate-limits the app, not the user: batches running side by side share the budget.
-        rps = float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")) / max(1, min(PARALLEL_BATCHES, len(planned)))
-        print(f"{len(user_ids)} active users in {len(planned)} batches, {rps:.1f} requests/s each")
-        return [{"user_ids": b, "requests_per_second": rps} for b in planned]
+        return plan(list_active_users(conns.warehouse_dsn()), int(conns.variable("wrapped_ingest_batch_size")),
+                    float(conns.variable("wrapped_spotify_rps")), PARALLEL_BATCHES)
 
     @task(
         map_index_template="{{ ingest_label }}",
@@ -76,65 +73,41 @@ def spotify_ingest():
         """Poll, produce and advance cursors for one batch of users; fail if a retry could help."""
         from airflow.sdk import get_current_context
 
-        from weekly_wrapped import airflow_connections as conns
-        from weekly_wrapped.config import load_settings
-        from weekly_wrapped.ingest import IngestConfig, ingest_users, raise_for_failures, summary_label
-        from weekly_wrapped.spotify import app_from_connection
+        from weekly_wrapped.airflow.connections import ingest_config
+        from weekly_wrapped.ingest.poll import ingest_users, raise_for_failures, report, summary_label
 
-        user_ids = list(batch["user_ids"])
         context = get_current_context()
-        context["ingest_label"] = ", ".join(user_ids)[:200]  # until the outcomes are known
-        cfg = IngestConfig(
-            dsn=conns.warehouse_dsn(),
-            kafka_config=conns.kafka_config(),
-            app=app_from_connection(conns.spotify_app()),
-            fernet_key=load_settings().fernet_key,
-            max_workers=int(os.getenv("WRAPPED_INGEST_THREADS", "4")),
-            requests_per_second=batch["requests_per_second"],
-        )
-        outcomes = ingest_users(cfg, user_ids, run_id=context["run_id"])
+        context["ingest_label"] = ", ".join(batch["user_ids"])[:200]  # until the outcomes are known
+        outcomes = ingest_users(ingest_config(batch["requests_per_second"]), list(batch["user_ids"]),
+                                run_id=context["run_id"])
         context["ingest_label"] = summary_label(outcomes)
-        for o in outcomes:
-            print(f"{o.user_id:30} {o.outcome:13} plays={o.plays:<4} {o.reason or ''}"
-                  f"{' retry_at=' + o.retry_at.isoformat() if o.retry_at else ''}")
-        plays = sum(o.plays for o in outcomes)
-        context["outlet_events"][KAFKA_PLAYS].extra = {"plays": plays, "users": len(outcomes)}
+        print(report(outcomes))
+        context["outlet_events"][KAFKA_PLAYS].extra = {"plays": sum(o.plays for o in outcomes),
+                                                       "users": len(outcomes)}
         raise_for_failures(outcomes)  # after everyone ran: one user's failure never stops the others
         return [o.as_dict() for o in outcomes]
 
     @task
     def summarize(results: list[list[dict]]) -> dict:
         """Outcome counts for the whole run (XCom and log)."""
-        counts: dict[str, int] = {}
-        plays = 0
-        for batch in results:
-            for o in batch:
-                counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
-                plays += o["plays"]
-        print(f"spotify_ingest: {plays} plays; users by outcome: {counts}")
-        return {"plays": plays, **counts}
+        from weekly_wrapped.ingest.poll import count_outcomes
+
+        counts = count_outcomes(results)
+        print(f"spotify_ingest: {counts}")
+        return counts
 
     # all_done: exports need their metadata even in an hour when some user's batch failed; and
     # after the batches, so the backfill has the app's whole request budget to itself.
     @task(trigger_rule="all_done")
     def backfill_metadata(params: dict) -> dict:
         """Full track/album/artist metadata for a bounded slice of tracks known only from exports."""
-        from weekly_wrapped import airflow_connections as conns
-        from weekly_wrapped import metadata_backfill
-        from weekly_wrapped.config import load_settings
-        from weekly_wrapped.ingest import IngestConfig
-        from weekly_wrapped.spotify import app_from_connection
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.ingest import metadata_backfill
 
         per_run = metadata_backfill.per_run_budget(
             params.get("metadata_backfill_per_run"),
-            metadata_backfill.per_run_budget(os.getenv("WRAPPED_METADATA_BACKFILL_PER_RUN")))
-        cfg = IngestConfig(
-            dsn=conns.warehouse_dsn(),
-            kafka_config=conns.kafka_config(),
-            app=app_from_connection(conns.spotify_app()),
-            fernet_key=load_settings().fernet_key,
-            requests_per_second=float(os.getenv("WRAPPED_SPOTIFY_RPS", "10")),
-        )
+            metadata_backfill.per_run_budget(conns.variable("wrapped_metadata_backfill_per_run")))
+        cfg = conns.ingest_config(float(conns.variable("wrapped_spotify_rps")))
         result = metadata_backfill.backfill(cfg, per_run)
         left = metadata_backfill.backlog_counts(cfg.dsn)
         print(f"metadata backfill (budget {per_run}): {result.as_dict()}; backlog now {left}")

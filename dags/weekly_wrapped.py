@@ -45,7 +45,7 @@ def weekly_wrapped():
     @task
     def find_recipients(params=None, dag_run=None) -> list[dict]:
         """Active users with a wrapped_weekly row for their week: [{user_id, week_start}]."""
-        from weekly_wrapped.airflow_connections import warehouse_dsn
+        from weekly_wrapped.airflow.connections import warehouse_dsn
         from weekly_wrapped.recap.job import recap_targets
 
         # The run's own time (not "now"), so a rerun picks the same weeks.
@@ -58,8 +58,7 @@ def weekly_wrapped():
         """Gemini recap, render, send once, for one user and week."""
         from airflow.sdk import get_current_context
 
-        from weekly_wrapped.airflow_connections import gemini_api, warehouse_dsn
-        from weekly_wrapped.config import load_settings
+        from weekly_wrapped.airflow.connections import gemini_api, smtp_from, warehouse_dsn
         from weekly_wrapped.recap.job import send_weekly_recap
 
         get_current_context()["recap_user"] = target["user_id"]  # names the mapped task in the UI
@@ -68,7 +67,7 @@ def weekly_wrapped():
             target["user_id"],
             target["week_start"],
             gemini=gemini_api(),
-            from_addr=load_settings().smtp_from,  # smtp_default's from_email, when set, wins
+            from_addr=smtp_from(),
         )
 
     @task

@@ -1,11 +1,11 @@
 """Serves Weekly Wrapped's onboarding page from Airflow's api-server at /wrapped/connect.
 
-The page itself is `weekly_wrapped.onboarding` (connect Spotify, recap e-mail, time zone).
+The page itself is `weekly_wrapped.users.onboarding` (connect Spotify, recap e-mail, time zone).
 """
 
 from airflow.plugins_manager import AirflowPlugin
 
-from weekly_wrapped.onboarding import create_app
+from weekly_wrapped.users.onboarding import create_app
 
 
 class WeeklyWrappedOnboarding(AirflowPlugin):

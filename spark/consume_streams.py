@@ -10,12 +10,14 @@ Modes:
   continuous  run until stopped (SIGTERM), a micro-batch every --trigger-seconds (default)
   catch-up    process everything Kafka holds now (Trigger.AvailableNow), then exit 0
 
-Examples:
-  .local/venv/bin/python spark/consume_streams.py                 # what the supervisor runs
-  .local/venv/bin/python spark/consume_streams.py --mode catch-up # backfill, then exit
-  .local/venv/bin/python spark/consume_streams.py --master spark://host:7077
+The supervisor (`weekly_wrapped.streaming.supervisor`) starts it with every flag set from
+Airflow's Connections; the warehouse DSN comes from the WRAPPED_WAREHOUSE_DSN environment
+variable (kept off the command line, where `ps` would show its password). By hand:
 
-Postgres and Kafka come from the WRAPPED_* environment (weekly_wrapped.config).
+  WRAPPED_WAREHOUSE_DSN='host=... dbname=... user=... password=...' \
+    .local/venv/bin/python spark/consume_streams.py --bootstrap broker:9092 \
+      --checkpoint /data/spark/checkpoints/consumer --jars-dir /data/spark/jars [--mode catch-up] \
+      [--master spark://host:7077]
 """
 
 from __future__ import annotations
@@ -28,29 +30,28 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg2
-
-from weekly_wrapped.config import load_settings
+from weekly_wrapped import db
 from weekly_wrapped.streaming import consumer, parse
 from weekly_wrapped.streaming.jars import ensure_spark_jars
+from weekly_wrapped.streaming.supervisor import DSN_ENV
 
-SCHEMA_SQL = Path(consumer.__file__).resolve().parents[1] / "sql" / "schema.sql"
 log = logging.getLogger("weekly_wrapped.consumer")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    settings = load_settings()
     parser = argparse.ArgumentParser(
         prog="consume_streams.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--master", default=settings.spark_master,
-                        help="Spark master URL (default: WRAPPED_SPARK_MASTER, else %(default)s)")
+    parser.add_argument("--master", default="local[2]",
+                        help="Spark master URL, e.g. spark://host:7077 (default %(default)s)")
     parser.add_argument("--mode", choices=("continuous", "catch-up"), default="continuous",
                         help="continuous (default) or catch-up: process what Kafka holds, then exit")
     parser.add_argument("--trigger-seconds", type=float, default=2.0,
                         help="micro-batch interval in continuous mode (default %(default)s)")
-    parser.add_argument("--checkpoint", default=str(settings.checkpoint_dir / "consumer"),
-                        help="checkpoint folder: Kafka offsets and batch log (default %(default)s)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint folder: Kafka offsets and batch log")
+    parser.add_argument("--jars-dir", required=True, type=Path,
+                        help="where the Kafka connector and JDBC jars are resolved (once, with Maven)")
     parser.add_argument("--starting-offsets", default="earliest",
                         help="where a NEW checkpoint starts: earliest (default), latest, or Spark's JSON form")
     parser.add_argument("--topics", default="",
@@ -58,23 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(only the listed streams are consumed; tests use unique names)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=200_000,
                         help="upper bound of messages per micro-batch (default %(default)s)")
-    parser.add_argument("--bootstrap", default=settings.kafka_bootstrap,
-                        help="Kafka bootstrap servers (default: WRAPPED_KAFKA_BOOTSTRAP, else %(default)s)")
-    parser.add_argument("--driver-memory", default=os.environ.get("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers (host:port,...)")
+    parser.add_argument("--driver-memory", default="2g",
                         help="Spark driver memory (default %(default)s)")
     return parser.parse_args(argv)
 
-
-def apply_schema(dsn: str) -> None:
-    """The raw/ops tables must exist before the first batch (idempotent DDL)."""
-    conn = psycopg2.connect(dsn, connect_timeout=10)
-    try:
-        with conn, conn.cursor() as cur:
-            # Several processes may apply it at once (up, tests, this job): serialize them.
-            cur.execute("select pg_advisory_xact_lock(hashtext('weekly_wrapped.schema'))")
-            cur.execute(SCHEMA_SQL.read_text())
-    finally:
-        conn.close()
 
 
 def build_session(master: str, jars: list[Path], driver_memory: str):
@@ -106,11 +95,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
-    settings = load_settings()
+    dsn = os.environ.get(DSN_ENV)
+    if not dsn:
+        log.error("%s is not set: the consumer does not know its warehouse", DSN_ENV)
+        return 2
     override = dict(pair.split("=", 1) for pair in args.topics.split(",") if pair.strip())
     topics = consumer.topics_for(override)
-    apply_schema(settings.warehouse_dsn)
-    spark = build_session(args.master, ensure_spark_jars(settings), args.driver_memory)
+    db.apply_schema(dsn)
+    spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
 
     reader = (
         spark.readStream.format("kafka")
@@ -124,7 +116,7 @@ def main(argv=None) -> int:
     )
     # Validation is part of the streaming plan; every micro-batch arrives parsed and split.
     checked = parse.for_sink(parse.check_batch(reader, topics), topics)
-    writer = consumer.BatchWriter(settings.warehouse_dsn, topics, args.checkpoint)
+    writer = consumer.BatchWriter(dsn, topics, args.checkpoint)
     stream = (
         checked.writeStream.queryName(consumer.QUERY_NAME)
         .foreachBatch(writer)

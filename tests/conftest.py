@@ -13,7 +13,7 @@ import os
 import psycopg2
 import pytest
 
-from weekly_wrapped.config import Settings, load_settings
+from wrapped_dev.config import Settings, load_settings
 
 # py4j logs at INFO while the interpreter shuts down, after pytest closed its streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -31,19 +31,19 @@ def stack(settings: Settings):
     Starts what is not running; at the end stops only what it started (and the
     streaming consumer, if the session's tests started it), so a developer's stack stays up.
     """
-    from weekly_wrapped import supervisor
-    from weekly_wrapped.cli import up
-    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+    from weekly_wrapped.streaming import supervisor
+    from wrapped_dev.cli import up
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres
 
     parts = [("Airflow", airflow), ("fakes", fakes), ("Kafka", kafka), ("PostgreSQL", postgres)]
     was_down = [(name, part) for name, part in parts if not part.is_running(settings)]
-    consumer_was_running = supervisor.is_running(settings)
+    consumer_was_running = supervisor.is_running(settings.consumer)
     up(settings)
     yield settings
     if os.environ.get("WRAPPED_KEEP_STACK") == "1":
         return
     if was_down and not consumer_was_running:
-        supervisor.stop(settings)
+        supervisor.stop(settings.consumer)
     for name, part in was_down:  # in stop order: Airflow first, Postgres last
         part.stop(settings)
 
@@ -75,7 +75,7 @@ def airflow_test_env(tmp_path_factory) -> dict[str, str]:
     import subprocess
     import sys
 
-    from weekly_wrapped.config import REPO_ROOT
+    from wrapped_dev.config import REPO_ROOT
 
     home = tmp_path_factory.mktemp("airflow-home")
     env = {

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from weekly_wrapped.config import REPO_ROOT
+from wrapped_dev.config import REPO_ROOT
 
 # Runs one DAG with `dag.test()` in a child process, so Airflow's settings come from `env`.
 _RUN_DAG = """

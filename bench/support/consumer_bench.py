@@ -105,7 +105,7 @@ def private_consumer(settings, trigger_seconds: float | None = None):
 
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from weekly_wrapped import supervisor
+    from weekly_wrapped.streaming import supervisor
 
     suffix = uuid.uuid4().hex[:8]
     topics = {t: f"bench.{t}.{suffix}" for t in ("plays", "tracks", "albums", "artists")}
@@ -119,15 +119,15 @@ def private_consumer(settings, trigger_seconds: float | None = None):
     with admin_conn.cursor() as cur:
         cur.execute(f"create database {database}")
     state = Path(tempfile.mkdtemp(prefix="wrapped-bench-"))
-    (state / "jars").mkdir()
-    (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
     bench = replace(settings, state_dir=state, pg_database=database)
+    bench.consumer.work_dir.mkdir(parents=True)
+    bench.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
     extra = ("--trigger-seconds", str(trigger_seconds)) if trigger_seconds else ()
     try:
-        supervisor.start(bench, topics=topics, extra_args=extra)
+        supervisor.start(bench.consumer, topics=topics, extra_args=extra)
         yield bench, topics, bench.warehouse_dsn
     finally:
-        supervisor.stop(bench)
+        supervisor.stop(bench.consumer)
         with admin_conn.cursor() as cur:
             cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (database,))
             cur.execute(f"drop database if exists {database}")
@@ -175,7 +175,7 @@ class SteadyLoad:
 
         from confluent_kafka import Producer
 
-        from weekly_wrapped.producer import producer_config
+        from weekly_wrapped.ingest.producer import producer_config
 
         self.producer = Producer(producer_config({"bootstrap.servers": bootstrap},
                                                  **{"delivery.report.only.error": False, "linger.ms": 5}))

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg2
@@ -23,9 +23,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from weekly_wrapped import contracts
-from weekly_wrapped.config import REPO_ROOT
+from weekly_wrapped.streaming.supervisor import DSN_ENV
+from wrapped_dev.config import REPO_ROOT, load_settings
 
 JOB = REPO_ROOT / "spark" / "consume_streams.py"
+# Test-only keys of consumer_env(): what start_consumer() turns into the job's flags.
+BOOTSTRAP, JARS = "TEST_CONSUMER_BOOTSTRAP", "TEST_CONSUMER_JARS_DIR"
 PARTITIONS = {"plays": 3, "tracks": 1, "albums": 1, "artists": 1}
 
 
@@ -169,11 +172,12 @@ class AckingProducer:
 
 
 def consumer_env(database: str, bootstrap: str, pg_port: int | None = None, **extra) -> dict[str, str]:
+    """The consumer's environment (the warehouse DSN) plus the bootstrap that `start_consumer` passes on."""
+    settings = load_settings()
+    warehouse = replace(settings, pg_database=database, pg_port=pg_port or settings.pg_port)
     env = dict(os.environ)
-    env.update({"WRAPPED_PG_DATABASE": database, "WRAPPED_KAFKA_BOOTSTRAP": bootstrap,
+    env.update({DSN_ENV: warehouse.warehouse_dsn, BOOTSTRAP: bootstrap, JARS: str(settings.consumer.jars_dir),
                 "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
-    if pg_port is not None:
-        env["WRAPPED_PG_PORT"] = str(pg_port)
     env.update(extra)
     return env
 
@@ -205,6 +209,7 @@ class ConsumerRun:
 def start_consumer(env: dict, topics: dict[str, str], checkpoint: Path, log: Path, mode: str = "catch-up",
                    *args: str) -> ConsumerRun:
     argv = [sys.executable, str(JOB), "--mode", mode, "--checkpoint", str(checkpoint),
+            "--bootstrap", env[BOOTSTRAP], "--jars-dir", env[JARS],
             "--topics", ",".join(f"{k}={v}" for k, v in topics.items()), *args]
     out = open(log, "ab")
     proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

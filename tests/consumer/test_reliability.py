@@ -20,9 +20,10 @@ from dataclasses import replace
 
 import pytest
 
-from weekly_wrapped import contracts, supervisor
-from weekly_wrapped.stack import kafka as stack_kafka
-from weekly_wrapped.stack import postgres as stack_postgres
+from weekly_wrapped import contracts
+from weekly_wrapped.streaming import supervisor
+from wrapped_dev.stack import kafka as stack_kafka
+from wrapped_dev.stack import postgres as stack_postgres
 
 from consumer_helpers import (
     AckingProducer,
@@ -241,34 +242,34 @@ def test_postgres_restarted_while_the_consumer_writes(private_postgres, topics, 
 def test_supervisor_restarts_a_dead_consumer_and_catches_up(settings, topics, consumer_db, kafka_bootstrap, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
-    (state / "jars").mkdir(parents=True)
-    (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
     private = replace(settings, state_dir=state, pg_database=db)
+    private.consumer.work_dir.mkdir(parents=True)
+    private.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
     producer = AckingProducer(kafka_bootstrap, topics)
     user = unique("user")
     produce_plays(producer, user, 0, 2000)
     producer.flush()
     try:
-        supervisor.start(private, topics=topics)
-        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the first catch-up")
-        status = supervisor.status(private)
+        supervisor.start(private.consumer, topics=topics)
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the first catch-up")
+        status = supervisor.status(private.consumer)
         assert status.running and status.heartbeat_age_s is not None and status.query_id
 
         os.killpg(status.pid, signal.SIGKILL)
-        wait_for(lambda: not supervisor.is_running(private), 30, "the consumer to die")
+        wait_for(lambda: not supervisor.is_running(private.consumer), 30, "the consumer to die")
         produce_plays(producer, user, 2000, 2000)
         producer.flush()
-        assert supervisor.status(private).lag == 2000
+        assert supervisor.status(private.consumer).lag == 2000
 
-        after = supervisor.ensure_running(private, settle_seconds=5)
+        after = supervisor.ensure_running(private.consumer, settle_seconds=5)
         assert after.running and after.pid != status.pid
-        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the restarted consumer to catch up")
-        assert supervisor.status(private).query_id == status.query_id, "resumed from the same checkpoint"
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the restarted consumer to catch up")
+        assert supervisor.status(private.consumer).query_id == status.query_id, "resumed from the same checkpoint"
         assert_exactly_once(dsn, producer.acked_plays, 0)
         assert supervisor.plays_committed_since(dsn, None)[0] == 4000
     finally:
-        supervisor.stop(private)
-    assert not supervisor.is_running(private)
+        supervisor.stop(private.consumer)
+    assert not supervisor.is_running(private.consumer)
 
 
 def test_supervisor_fails_loudly_when_the_consumer_keeps_dying(settings, tmp_path):
@@ -276,7 +277,7 @@ def test_supervisor_fails_loudly_when_the_consumer_keeps_dying(settings, tmp_pat
     private = replace(settings, state_dir=tmp_path / "state", pg_port=free_port())
     for _ in range(supervisor.MAX_DEATHS):
         with pytest.raises(supervisor.ConsumerDied, match="exited right after starting"):
-            supervisor.ensure_running(private, settle_seconds=30)
+            supervisor.ensure_running(private.consumer, settle_seconds=30)
     with pytest.raises(supervisor.ConsumerDied, match="died 3 times") as failure:
-        supervisor.ensure_running(private)
+        supervisor.ensure_running(private.consumer)
     assert "Connection refused" in str(failure.value) or "connection" in str(failure.value).lower()

@@ -15,7 +15,9 @@ from dataclasses import replace
 import pytest
 from dag_runs import run_dag_test
 
-from weekly_wrapped import supervisor
+from weekly_wrapped.streaming import supervisor
+
+from wrapped_dev.stack.env import connections, variables
 
 from consumer_helpers import AckingProducer, assert_exactly_once, play, unique, wait_for
 
@@ -23,29 +25,21 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         airflow_test_env, settings, topics, consumer_db, kafka_bootstrap, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
-    (state / "jars").mkdir(parents=True)
-    (state / "jars" / "spark").symlink_to(settings.state_dir / "jars" / "spark")
     private = replace(settings, state_dir=state, pg_database=db)
-    env = {
-        **airflow_test_env,
-        "WRAPPED_STATE_DIR": str(state),
-        "WRAPPED_PG_DATABASE": db,
-        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
-            "conn_type": "postgres", "host": settings.pg_host, "port": settings.pg_port,
-            "login": settings.pg_user, "password": settings.pg_password, "schema": db,
-        }),
-    }
+    private.consumer.work_dir.mkdir(parents=True)
+    private.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
+    env = {**airflow_test_env, **connections(private), **variables(private)}
     producer = AckingProducer(kafka_bootstrap, topics)
     user = unique("user")
     for i in range(500):
         producer.send("plays", play(user, i), key=user)
     producer.flush()
     try:
-        supervisor.start(private, topics=topics)  # remembers the test's topics in its state folder
-        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the first catch-up")
-        dead = supervisor.status(private).pid
+        supervisor.start(private.consumer, topics=topics)  # remembers the test's topics in its state folder
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the first catch-up")
+        dead = supervisor.status(private.consumer).pid
         os.killpg(dead, signal.SIGKILL)
-        wait_for(lambda: not supervisor.is_running(private), 30, "the consumer to die")
+        wait_for(lambda: not supervisor.is_running(private.consumer), 30, "the consumer to die")
         for i in range(500, 1000):
             producer.send("plays", play(user, i), key=user)
         producer.flush()
@@ -53,9 +47,9 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         first = run_dag_test(env, "spark_consumers")
         assert "consumer not running (1 unexpected exits lately); starting it" in first
         assert "new plays committed since the beginning" in first
-        restarted = supervisor.status(private)
+        restarted = supervisor.status(private.consumer)
         assert restarted.running and restarted.pid != dead
-        wait_for(lambda: supervisor.status(private).lag == 0, 120, "the restarted consumer to catch up")
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the restarted consumer to catch up")
         assert_exactly_once(dsn, producer.acked_plays, 0)
 
         # Healthy and idle: nothing restarted, and no asset update without new plays.
@@ -66,6 +60,6 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
             assert "no new plays committed since" in third
         else:
             assert "no new plays committed since" in second
-        assert supervisor.status(private).pid == restarted.pid
+        assert supervisor.status(private.consumer).pid == restarted.pid
     finally:
-        supervisor.stop(private)
+        supervisor.stop(private.consumer)

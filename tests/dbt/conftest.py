@@ -16,8 +16,8 @@ import psycopg2.extras
 import pytest
 
 import weekly_wrapped
-from weekly_wrapped.config import Settings
-from weekly_wrapped.dbt_runner import Warehouse, dbt_command, dbt_env, default_dbt_bin, run_dbt
+from wrapped_dev.config import Settings
+from weekly_wrapped.marts.dbt_runner import Warehouse, dbt_command, dbt_env, default_dbt_bin, run_dbt
 
 from listening_history import seed_listening_history
 

@@ -10,7 +10,7 @@ DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "dbt_build.py"
 def test_dbt_build_dag_wiring():
     from airflow.dag_processing.dagbag import DagBag
 
-    from weekly_wrapped.assets import MARTS_WRAPPED, RAW_PLAYS
+    from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
 
     bag = DagBag(str(DAG_FILE))
     assert bag.import_errors == {}

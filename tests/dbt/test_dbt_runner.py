@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from weekly_wrapped.dbt_runner import (
+from weekly_wrapped.marts.dbt_runner import (
     DBT_PROJECT_DIR,
     DbtError,
     Warehouse,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from weekly_wrapped.history_import import ExportError, parse_export, read_export, to_messages
+from weekly_wrapped.ingest.history_import import ExportError, parse_export, read_export, to_messages
 
 
 def record(ts="2026-11-16T08:00:05Z", ms=200_000, uri="spotify:track:4uLU6hMCjMI75M1A2tKUQC", name="Song"):

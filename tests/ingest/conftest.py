@@ -19,9 +19,13 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from weekly_wrapped import contracts, ingest, spotify, users
-from weekly_wrapped.fakes import demo_listener as dl
-from weekly_wrapped.fakes.spotify_server import FakeSpotify, make_server, parse_instant
+from wrapped_dev import demo_users
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts as users
+from wrapped_dev.fakes import demo_listener as dl
+from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server, parse_instant
 
 FROZEN_NOW = "2026-11-20T18:30:00Z"
 
@@ -140,7 +144,7 @@ def make_ingest_env(stack, settings, kafka_bootstrap):
                     pass
 
         cleanups.append(cleanup)
-        env.user_ids = users.onboard_demo_users(settings, dsn=dsn, app=app)
+        env.user_ids = demo_users.onboard_demo_users(settings, dsn=dsn, app=app)
         env.cfg = ingest.IngestConfig(
             dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
             fernet_key=settings.fernet_key, topics=topics,

@@ -19,8 +19,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from weekly_wrapped import contracts, producer
-from weekly_wrapped.stack import kafka as stack_kafka
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import producer
+from wrapped_dev.stack import kafka as stack_kafka
 
 
 def _free_port() -> int:

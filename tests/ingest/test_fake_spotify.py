@@ -10,9 +10,11 @@ import pytest
 import requests
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
-from weekly_wrapped import spotify, users
-from weekly_wrapped.fakes import demo_listener as dl
-from weekly_wrapped.fakes.spotify_server import FakeSpotify, make_server, parse_instant
+from wrapped_dev import demo_users
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts as users
+from wrapped_dev.fakes import demo_listener as dl
+from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server, parse_instant
 
 NOW = parse_instant("2026-11-20T18:30:00Z")
 DAY = 86_400_000
@@ -83,7 +85,7 @@ def fake():
 
 
 def client_for(app, user_id):
-    code = users.authorize_on_fake(app, user_id)
+    code = demo_users.authorize_on_fake(app, user_id)
     oauth = spotify.make_oauth(app)
     oauth.get_access_token(code, as_dict=False, check_cache=False)
     return spotify.make_client(app, oauth), oauth
@@ -91,7 +93,7 @@ def client_for(app, user_id):
 
 def test_oauth_code_flow_and_refresh(fake):
     base, app = fake
-    code = users.authorize_on_fake(app, "demo-ana")
+    code = demo_users.authorize_on_fake(app, "demo-ana")
     profile, refresh = users.exchange_code(app, code)
     assert profile["id"] == "demo-ana" and "email" not in profile  # 2026: no e-mail from /me
     # a code is good once
@@ -204,13 +206,13 @@ def test_burst_of_more_than_50_plays(fake):
 
 
 def test_server_cli_as_the_stack_runs_it():
-    """`python -m weekly_wrapped.fakes.spotify_server --port P --seed N --users N`, clock from FAKE_SPOTIFY_NOW."""
+    """`python -m wrapped_dev.fakes.spotify_server --port P --seed N --users N`, clock from FAKE_SPOTIFY_NOW."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "FAKE_SPOTIFY_NOW": "2026-11-23T06:00:00Z"}
-    proc = subprocess.Popen([sys.executable, "-m", "weekly_wrapped.fakes.spotify_server", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "wrapped_dev.fakes.spotify_server", "--port", "0",
                              "--seed", "11", "--users", "5"], stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()

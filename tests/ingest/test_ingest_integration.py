@@ -6,8 +6,11 @@ from collections import Counter
 
 import pytest
 
-from weekly_wrapped import contracts, ingest, users
-from weekly_wrapped.fakes.spotify_server import parse_instant
+from wrapped_dev import demo_users
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.users import accounts as users
+from wrapped_dev.fakes.spotify_server import parse_instant
 
 # The fake's frozen clock (conftest's FROZEN_NOW).
 NOW = parse_instant("2026-11-20T18:30:00Z")
@@ -182,7 +185,7 @@ def test_invalid_grant_marks_needs_reauth_until_reconnected(ingest_env, settings
     assert users.get_user(env.dsn, yuki).status == "needs_reauth"
     assert yuki not in users.list_active_users(env.dsn)
     # reconnecting makes them active again, and the next run polls them
-    users.onboard_demo_users(settings, dsn=env.dsn, app=env.app, user_ids=[yuki])
+    demo_users.onboard_demo_users(settings, dsn=env.dsn, app=env.app, user_ids=[yuki])
     assert users.get_user(env.dsn, yuki).status == "active"
     assert env.run([yuki])[yuki].outcome == "ok"
 

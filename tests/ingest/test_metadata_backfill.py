@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from weekly_wrapped import contracts, history_import, metadata_backfill
-from weekly_wrapped.demo import export_records
-from weekly_wrapped.producer import DeliveryFailed
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import history_import, metadata_backfill
+from wrapped_dev.demo import export_records
+from weekly_wrapped.ingest.producer import DeliveryFailed
 
 DAY = 86_400_000
 

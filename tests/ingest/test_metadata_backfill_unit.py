@@ -8,8 +8,9 @@ import pytest
 import requests
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
-from weekly_wrapped import contracts, ingest
-from weekly_wrapped.metadata_backfill import (DEFAULT_PER_RUN, on_error, per_run_budget, token_user,
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.ingest.metadata_backfill import (DEFAULT_PER_RUN, on_error, per_run_budget, token_user,
                                               tracks_to_queue)
 from weekly_wrapped.spotify import payloads
 

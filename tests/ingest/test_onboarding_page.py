@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlparse
 import requests
 from fastapi.testclient import TestClient
 
-from weekly_wrapped import users
-from weekly_wrapped.config import REPO_ROOT
-from weekly_wrapped.fakes.spotify_server import FakeSpotify, make_server
-from weekly_wrapped.onboarding import create_app
+from weekly_wrapped.users import accounts as users
+from wrapped_dev.config import REPO_ROOT
+from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server
+from weekly_wrapped.users.onboarding import create_app
 
 
 def test_connect_spotify_with_email_and_time_zone(stack, settings):
@@ -23,7 +23,7 @@ def test_connect_spotify_with_email_and_time_zone(stack, settings):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     local = replace(settings, spotify_api_base=f"{base}/v1/", spotify_accounts_base=base)
-    page = TestClient(create_app(lambda: local))
+    page = TestClient(create_app(lambda: local.onboarding))
     user_id = f"{prefix}demo-ana"
     try:
         assert "Connect Spotify" in page.get("/connect").text
@@ -76,19 +76,19 @@ def test_airflow_loads_the_plugin():
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def test_without_an_invite_code_only_this_machine_may_connect(settings, monkeypatch):
-    monkeypatch.delenv("WRAPPED_INVITE_CODE", raising=False)
-    local = TestClient(create_app(lambda: settings), client=("127.0.0.1", 50000))
-    remote = TestClient(create_app(lambda: settings), client=("203.0.113.9", 50000))
+def test_without_an_invite_code_only_this_machine_may_connect(settings):
+    config = replace(settings.onboarding, invite_code="")
+    local = TestClient(create_app(lambda: config), client=("127.0.0.1", 50000))
+    remote = TestClient(create_app(lambda: config), client=("203.0.113.9", 50000))
     assert local.get("/connect").status_code == 200
     assert remote.get("/connect").status_code == 403
     refused = remote.post("/connect", content="email=a%40b.org&time_zone=UTC", headers=FORM)
     assert refused.status_code == 403
 
 
-def test_with_an_invite_code_the_form_asks_for_it(settings, monkeypatch):
-    monkeypatch.setenv("WRAPPED_INVITE_CODE", "family-2026")
-    remote = TestClient(create_app(lambda: settings), client=("203.0.113.9", 50000))
+def test_with_an_invite_code_the_form_asks_for_it(settings):
+    config = replace(settings.onboarding, invite_code="family-2026")
+    remote = TestClient(create_app(lambda: config), client=("203.0.113.9", 50000))
     assert "Invite code" in remote.get("/connect").text
     wrong = remote.post("/connect", content="email=a%40b.org&time_zone=UTC&invite=guess", headers=FORM)
     assert wrong.status_code == 403 and "invite code is not right" in wrong.text

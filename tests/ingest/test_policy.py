@@ -7,8 +7,9 @@ import pytest
 import requests
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
-from weekly_wrapped import ingest, spotify
-from weekly_wrapped.ingest import IngestConfig, RateLimiter, UserSession
+from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.ingest.poll import IngestConfig, RateLimiter, UserSession
 
 APP = spotify.SpotifyApp("id", "secret", "http://127.0.0.1:9/v1/", "http://127.0.0.1:9")
 

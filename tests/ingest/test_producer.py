@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from weekly_wrapped import contracts
-from weekly_wrapped.producer import DeliveryFailed, StreamProducer, producer_config, serialize
+from weekly_wrapped.ingest.producer import DeliveryFailed, StreamProducer, producer_config, serialize
 
 
 def play(i):

@@ -1,6 +1,6 @@
 """Settings come from the environment, then the repo's .env, then defaults."""
 
-from weekly_wrapped import config
+from wrapped_dev import config
 
 
 def test_dotenv_lines_are_read_like_a_shell_would(tmp_path):
@@ -22,7 +22,7 @@ def test_environment_beats_dotenv_beats_default(monkeypatch):
 
 
 def test_kafka_cluster_ids_never_look_like_an_option():
-    from weekly_wrapped.stack.kafka import _cluster_id
+    from wrapped_dev.stack.kafka import _cluster_id
 
     ids = [_cluster_id() for _ in range(5000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

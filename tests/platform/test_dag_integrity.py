@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from weekly_wrapped.config import REPO_ROOT
+from wrapped_dev.config import REPO_ROOT
 
 DAGS_DIR = REPO_ROOT / "dags"
 EXPECTED = {

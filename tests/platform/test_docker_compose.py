@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weekly_wrapped.config import REPO_ROOT
+from wrapped_dev.config import REPO_ROOT
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]

@@ -10,8 +10,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from weekly_wrapped import demo
-from weekly_wrapped.fakes import demo_listener as dl
+from wrapped_dev import demo
+from wrapped_dev.fakes import demo_listener as dl
 
 SEED, USERS = 7, 3
 

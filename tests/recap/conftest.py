@@ -18,8 +18,8 @@ import pytest
 
 from recap_helpers import free_port, make_row, mart_contract_columns
 
-from weekly_wrapped.fakes.gemini_server import make_server
-from weekly_wrapped.fakes.smtp_sink import start_sink
+from wrapped_dev.fakes.gemini_server import make_server
+from wrapped_dev.fakes.smtp_sink import start_sink
 
 GEMINI_KEY = "test-gemini-key"
 
@@ -43,7 +43,7 @@ def gemini_server():
 @pytest.fixture
 def gemini(gemini_server):
     """Connection-like settings for the fake Gemini, whose switches are reset for each test."""
-    from weekly_wrapped.airflow_connections import GeminiApi
+    from weekly_wrapped.airflow.connections import GeminiApi
 
     gemini_server.state.configure({"reset": True})
     return GeminiApi(GEMINI_KEY, "gemini-2.5-flash", f"http://127.0.0.1:{gemini_server.server_port}")

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import yaml
 
-from weekly_wrapped.config import REPO_ROOT
+from wrapped_dev.config import REPO_ROOT
 
 MART_YML = REPO_ROOT / "dbt_project" / "models" / "marts" / "wrapped_weekly.yml"
 

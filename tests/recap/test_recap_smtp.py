@@ -10,7 +10,7 @@ from pathlib import Path
 
 from recap_helpers import free_port, make_row
 
-from weekly_wrapped.fakes.smtp_sink import eml_name
+from wrapped_dev.fakes.smtp_sink import eml_name
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.grounding import template_recap
 from weekly_wrapped.recap.mailer import send_with_airflow_smtp
@@ -61,12 +61,12 @@ def test_eml_names_sort_by_arrival_and_are_safe():
 
 
 def test_sink_runs_as_a_module(tmp_path):
-    """`python -m weekly_wrapped.fakes.smtp_sink --port P --dir D`, as the stack starts it."""
+    """`python -m wrapped_dev.fakes.smtp_sink --port P --dir D`, as the stack starts it."""
     import smtplib
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "weekly_wrapped.fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path)],
+        [sys.executable, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -92,12 +92,12 @@ def test_sink_runs_as_a_module(tmp_path):
 
 
 def test_gemini_fake_runs_as_a_module():
-    """`python -m weekly_wrapped.fakes.gemini_server --port P`, as the stack starts it."""
+    """`python -m wrapped_dev.fakes.gemini_server --port P`, as the stack starts it."""
     import httpx
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "weekly_wrapped.fakes.gemini_server", "--port", str(port), "--api-key", "k"],
+        [sys.executable, "-m", "wrapped_dev.fakes.gemini_server", "--port", str(port), "--api-key", "k"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

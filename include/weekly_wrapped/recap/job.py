@@ -4,7 +4,7 @@
     send_weekly_recap(dsn, user_id, week_start, gemini=..., smtp_conn_id=...) -> outcome
 
 Knows nothing about Airflow beyond the SMTP hook used to send; connections are read by
-the DAG task (weekly_wrapped.airflow_connections) and passed in as plain values.
+the DAG task (weekly_wrapped.airflow.connections) and passed in as plain values.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from weekly_wrapped.recap.render import build_message
 log = logging.getLogger(__name__)
 
 
-class GeminiSettings(Protocol):  # weekly_wrapped.airflow_connections.GeminiApi fits
+class GeminiSettings(Protocol):  # weekly_wrapped.airflow.connections.GeminiApi fits
     api_key: str
     model: str
     base_url: str | None

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from weekly_wrapped.recap.facts import WeekFacts
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_MESSAGE_ID_DOMAIN = "weekly-wrapped.local"
 
 

@@ -1,6 +1,6 @@
 """The jars the Spark consumer adds to PySpark: the Kafka connector and the PostgreSQL driver.
 
-Resolved once from Maven Central with `spark/jars/pom.xml` into `<state_dir>/jars/spark/`,
+Resolved once from Maven Central with `spark/jars/pom.xml` into the consumer's jars folder,
 so later runs (and the consumer in the demo) need no network. A stamp file holds the
 pom's hash: editing the pom re-resolves, anything else is a no-op.
 """
@@ -13,9 +13,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from weekly_wrapped.config import REPO_ROOT, Settings
+from weekly_wrapped import PROJECT_ROOT
 
-POM = REPO_ROOT / "spark" / "jars" / "pom.xml"
+POM = PROJECT_ROOT / "spark" / "jars" / "pom.xml"
 
 # PySpark already ships these (or a version of them); two copies on the classpath
 # means whichever loads first wins, so leave them out.
@@ -32,25 +32,20 @@ _SHIPPED_BY_PYSPARK = (
 )
 
 
-def spark_jars_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jars" / "spark"
-
-
 def _pom_hash() -> str:
     return hashlib.sha256(POM.read_bytes()).hexdigest()
 
 
-def spark_jars(settings: Settings) -> list[Path]:
+def spark_jars(target: Path) -> list[Path]:
     """The jar files for `spark.jars` (empty if not resolved yet)."""
-    return sorted(spark_jars_dir(settings).glob("*.jar"))
+    return sorted(target.glob("*.jar"))
 
 
-def ensure_spark_jars(settings: Settings) -> list[Path]:
+def ensure_spark_jars(target: Path) -> list[Path]:
     """Resolve the consumer's jars with Maven unless already cached; return their paths."""
-    target = spark_jars_dir(settings)
     stamp = target / ".pom-sha256"
-    if stamp.exists() and stamp.read_text().strip() == _pom_hash() and spark_jars(settings):
-        return spark_jars(settings)
+    if stamp.exists() and stamp.read_text().strip() == _pom_hash() and spark_jars(target):
+        return spark_jars(target)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         subprocess.run(
@@ -66,4 +61,4 @@ def ensure_spark_jars(settings: Settings) -> list[Path]:
             if not jar.name.startswith(_SHIPPED_BY_PYSPARK):
                 shutil.copy2(jar, target / jar.name)
     stamp.write_text(_pom_hash())
-    return spark_jars(settings)
+    return spark_jars(target)

@@ -9,23 +9,25 @@ newest `ops.consumer_batches` row of the query in our checkpoint, and the lag is
 Kafka's end offsets minus that row's `end_offsets`. An idle consumer writes no rows,
 so an old heartbeat with zero lag is healthy; "stalled" means lag and no new batch.
 
-    python -m weekly_wrapped.supervisor start|stop|status|ensure
+The `spark_consumers` DAG builds a `ConsumerConfig` from Airflow Connections and calls
+`ensure_running`; the local stack's `wrapped consumer start|stop|status|ensure` calls the same.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from weekly_wrapped.config import REPO_ROOT, Settings, load_settings
-from weekly_wrapped.stack import process
+from weekly_wrapped import PROJECT_ROOT, db
+from weekly_wrapped.streaming import process
 
-JOB = REPO_ROOT / "spark" / "consume_streams.py"
+JOB = PROJECT_ROOT / "spark" / "consume_streams.py"
+# The consumer reads the warehouse DSN from here, so the password never shows in `ps`.
+DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
@@ -33,6 +35,25 @@ SETTLE_SECONDS = 25
 STALL_SECONDS = 90
 # Found dead (not stopped by us) this often within the window: stop restarting, fail loudly.
 MAX_DEATHS, DEATH_WINDOW_SECONDS = 3, 30 * 60
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Where the consumer reads and writes, and where it keeps its own files (plain values)."""
+
+    dsn: str = field(repr=False)  # holds the warehouse password
+    kafka_bootstrap: str
+    work_dir: Path  # pid file, log, checkpoint and the resolved jars
+    spark_master: str = "local[2]"
+    driver_memory: str = "2g"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work_dir / "checkpoints" / "consumer"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.work_dir / "jars"
 
 
 class ConsumerDied(RuntimeError):
@@ -57,42 +78,31 @@ class Status:
                 f"lag {self.lag if self.lag is not None else 'unknown'} messages")
 
 
-def service(settings: Settings) -> process.Service:
-    return process.Service("spark-consumer", settings.state_dir / "spark", settings.state_dir / "spark")
+def service(config: ConsumerConfig) -> process.Service:
+    return process.Service("spark-consumer", config.work_dir, config.work_dir)
 
 
-def _state_file(settings: Settings) -> Path:
-    return settings.state_dir / "spark" / "spark-consumer.json"
+def _state_file(config: ConsumerConfig) -> Path:
+    return config.work_dir / "spark-consumer.json"
 
 
-def _read_state(settings: Settings) -> dict:
+def _read_state(config: ConsumerConfig) -> dict:
     try:
-        return json.loads(_state_file(settings).read_text())
+        return json.loads(_state_file(config).read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
 
-def _write_state(settings: Settings, state: dict) -> None:
-    _state_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    _state_file(settings).write_text(json.dumps(state, indent=2))
+def _write_state(config: ConsumerConfig, state: dict) -> None:
+    _state_file(config).parent.mkdir(parents=True, exist_ok=True)
+    _state_file(config).write_text(json.dumps(state, indent=2))
 
 
-def checkpoint(settings: Settings) -> Path:
-    return settings.checkpoint_dir / "consumer"
 
-
-def _child_env(settings: Settings) -> dict[str, str]:
-    """The consumer sees the same Settings as its supervisor (tests pass private ones)."""
+def _child_env(config: ConsumerConfig) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "WRAPPED_STATE_DIR": str(settings.state_dir),
-        "WRAPPED_PG_HOST": settings.pg_host,
-        "WRAPPED_PG_PORT": str(settings.pg_port),
-        "WRAPPED_PG_USER": settings.pg_user,
-        "WRAPPED_PG_PASSWORD": settings.pg_password,
-        "WRAPPED_PG_DATABASE": settings.pg_database,
-        "WRAPPED_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "WRAPPED_SPARK_MASTER": settings.spark_master,
+        DSN_ENV: config.dsn,
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": env.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYTHONUNBUFFERED": "1",
@@ -100,53 +110,43 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def is_running(settings: Settings) -> bool:
-    return process.is_running(service(settings))
+def is_running(config: ConsumerConfig) -> bool:
+    return process.is_running(service(config))
 
 
-def start(settings: Settings, topics: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> int:
+def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> int:
     """Start the consumer detached (continuous mode, resuming from its checkpoint); return its pid.
 
     `topics` ({"plays": "topic", ...}) replaces the four default topics (tests);
     it is remembered, so `status` measures lag on the same topics.
     """
-    svc = service(settings)
+    svc = service(config)
     if process.is_running(svc):
         return process.read_pid(svc)  # type: ignore[return-value]
-    state = _read_state(settings)
+    state = _read_state(config)
     if topics is not None:
         state["topics"] = topics
     topics = state.get("topics")
-    argv = [sys.executable, str(JOB), "--mode", "continuous", "--checkpoint", str(checkpoint(settings))]
+    argv = [sys.executable, str(JOB), "--mode", "continuous", "--checkpoint", str(config.checkpoint),
+            "--bootstrap", config.kafka_bootstrap, "--master", config.spark_master,
+            "--jars-dir", str(config.jars_dir), "--driver-memory", config.driver_memory]
     if topics:
         argv += ["--topics", ",".join(f"{k}={v}" for k, v in topics.items())]
     argv += list(extra_args)
-    _write_state(settings, state)
+    _write_state(config, state)
     with open(svc.log_file, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: starting {' '.join(argv)}\n".encode())
-    pid = process.start(svc, argv, _child_env(settings), cwd=REPO_ROOT)
-    _link_log(settings)
+    pid = process.start(svc, argv, _child_env(config), cwd=PROJECT_ROOT)
     return pid
 
 
-def _link_log(settings: Settings) -> None:
-    link = settings.state_dir / "logs" / "spark-consumer.log"
-    try:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            link.unlink(missing_ok=True)
-            link.symlink_to(service(settings).log_file)
-    except OSError:
-        pass  # only a convenience for `wrapped logs`
-
-
-def stop(settings: Settings, timeout: float = 30.0) -> bool:
+def stop(config: ConsumerConfig, timeout: float = 30.0) -> bool:
     """Stop the consumer's whole process group (SIGTERM: the query stops between batches)."""
-    return process.stop(service(settings), timeout=timeout)
+    return process.stop(service(config), timeout=timeout)
 
 
-def log_tail(settings: Settings, lines: int = 40) -> str:
-    return process.log_tail(service(settings), lines)
+def log_tail(config: ConsumerConfig, lines: int = 40) -> str:
+    return process.log_tail(service(config), lines)
 
 
 def _kafka_end_offsets(bootstrap: str, topics: list[str]) -> dict[str, dict[str, tuple[int, int]]]:
@@ -184,42 +184,38 @@ def lag_by_partition(end: dict[str, dict[str, tuple[int, int]]], committed: dict
     return lag
 
 
-def _topic_names(settings: Settings) -> list[str]:
+def _topic_names(config: ConsumerConfig) -> list[str]:
     from weekly_wrapped import contracts
 
-    topics = _read_state(settings).get("topics")
+    topics = _read_state(config).get("topics")
     return list(topics.values()) if topics else list(contracts.TOPICS)
 
 
-def status(settings: Settings) -> Status:
+def status(config: ConsumerConfig) -> Status:
     """Running? Last batch and its age, and the lag, from Postgres and Kafka."""
     import psycopg2
 
     from weekly_wrapped.streaming.consumer import checkpoint_query_id
 
-    svc = service(settings)
+    svc = service(config)
     running = process.is_running(svc)
-    query_id = checkpoint_query_id(checkpoint(settings))
+    query_id = checkpoint_query_id(config.checkpoint)
     batch_id = age = committed = None
     if query_id:
         try:
-            conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(
-                        "select batch_id, extract(epoch from clock_timestamp() - committed_at), end_offsets "
-                        "from ops.consumer_batches where query_id = %s order by batch_id desc limit 1",
-                        (query_id,),
-                    )
-                    row = cur.fetchone()
-            finally:
-                conn.close()
+            with db.transaction(config.dsn) as cur:
+                cur.execute(
+                    "select batch_id, extract(epoch from clock_timestamp() - committed_at), end_offsets "
+                    "from ops.consumer_batches where query_id = %s order by batch_id desc limit 1",
+                    (query_id,),
+                )
+                row = cur.fetchone()
         except psycopg2.Error:  # Postgres down or schema not there yet: heartbeat unknown
             row = None
         if row:
             batch_id, age, committed = int(row[0]), float(row[1]), row[2]
     try:
-        per_partition = lag_by_partition(_kafka_end_offsets(settings.kafka_bootstrap, _topic_names(settings)),
+        per_partition = lag_by_partition(_kafka_end_offsets(config.kafka_bootstrap, _topic_names(config)),
                                          committed)
         lag = sum(per_partition.values())
     except Exception:  # Kafka down: report unknown lag rather than fail the status
@@ -234,83 +230,77 @@ def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]
     Batches commit one after another, so the newest commit time seen is a safe watermark
     for the next call; the DAG keeps it in the RAW_PLAYS event's extra.
     """
-    import psycopg2
-
-    conn = psycopg2.connect(dsn, connect_timeout=10)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "select coalesce(sum(plays_rows), 0), max(committed_at) from ops.consumer_batches "
-                "where %(since)s::timestamptz is null or committed_at > %(since)s::timestamptz",
-                {"since": since},
-            )
-            plays, newest = cur.fetchone()
-    finally:
-        conn.close()
+    with db.transaction(dsn) as cur:
+        cur.execute(
+            "select coalesce(sum(plays_rows), 0), max(committed_at) from ops.consumer_batches "
+            "where %(since)s::timestamptz is null or committed_at > %(since)s::timestamptz",
+            {"since": since},
+        )
+        plays, newest = cur.fetchone()
     return int(plays), newest.isoformat() if newest else since
 
 
-def _uptime(settings: Settings) -> float:
+def _uptime(config: ConsumerConfig) -> float:
     try:
-        return time.time() - service(settings).pid_file.stat().st_mtime
+        return time.time() - service(config).pid_file.stat().st_mtime
     except FileNotFoundError:
         return 0.0
 
 
-def _start_and_settle(settings: Settings, settle: float) -> None:
-    start(settings)
+def _start_and_settle(config: ConsumerConfig, settle: float) -> None:
+    start(config)
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
-        if not is_running(settings):
-            raise ConsumerDied(f"the streaming consumer exited right after starting:\n{log_tail(settings)}")
+        if not is_running(config):
+            raise ConsumerDied(f"the streaming consumer exited right after starting:\n{log_tail(config)}")
         time.sleep(1)
 
 
-def ensure_running(settings: Settings, stall_seconds: float = STALL_SECONDS,
+def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
                    settle_seconds: float = SETTLE_SECONDS) -> Status:
     """What the `spark_consumers` DAG does every few minutes; returns the status afterwards.
 
     Not running -> start it (unless it keeps dying: then raise ConsumerDied with its log).
     Running with lag but no batch committed for `stall_seconds` -> restart it from its checkpoint.
     """
-    current = status(settings)
+    current = status(config)
     if not current.running:
-        deaths = _record_death(settings)
+        deaths = _record_death(config)
         if len(deaths) >= MAX_DEATHS:
             raise ConsumerDied(
                 f"the streaming consumer died {len(deaths)} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
-                f"not restarting it. Last lines of {service(settings).log_file}:\n{log_tail(settings)}"
+                f"not restarting it. Last lines of {service(config).log_file}:\n{log_tail(config)}"
             )
         print(f"consumer not running ({len(deaths)} unexpected exits lately); starting it")
-        _start_and_settle(settings, settle_seconds)
-        return status(settings)
-    if _stalled(settings, current, stall_seconds):
+        _start_and_settle(config, settle_seconds)
+        return status(config)
+    if _stalled(config, current, stall_seconds):
         print(f"consumer stalled ({current.describe()}); restarting it from its checkpoint")
-        stop(settings)
-        _start_and_settle(settings, settle_seconds)
-        return status(settings)
+        stop(config)
+        _start_and_settle(config, settle_seconds)
+        return status(config)
     return current
 
 
-def _record_death(settings: Settings) -> list[dict]:
+def _record_death(config: ConsumerConfig) -> list[dict]:
     """Remember an unexpected exit (a pid file left behind: `stop` removes it) once per pid;
     return the exits within the window."""
-    state = _read_state(settings)
+    state = _read_state(config)
     now = time.time()
     deaths = [d for d in state.get("deaths", []) if now - d["at"] < DEATH_WINDOW_SECONDS]
-    pid = process.read_pid(service(settings))
+    pid = process.read_pid(service(config))
     if pid is not None and not process.pid_alive(pid) and all(d["pid"] != pid for d in deaths):
         deaths.append({"pid": pid, "at": now})
     state["deaths"] = deaths
-    _write_state(settings, state)
+    _write_state(config, state)
     return deaths
 
 
-def _stalled(settings: Settings, current: Status, stall_seconds: float) -> bool:
+def _stalled(config: ConsumerConfig, current: Status, stall_seconds: float) -> bool:
     if not current.lag:
         return False  # idle is fine: no data, no batches
     since_progress = min(current.heartbeat_age_s if current.heartbeat_age_s is not None else float("inf"),
-                         _uptime(settings))
+                         _uptime(config))
     if since_progress < stall_seconds:
         return False
     # An idle consumer's last batch is old by nature; new data may have just arrived.
@@ -318,30 +308,8 @@ def _stalled(settings: Settings, current: Status, stall_seconds: float) -> bool:
     deadline = time.monotonic() + stall_seconds
     while time.monotonic() < deadline:
         time.sleep(5)
-        later = status(settings)
+        later = status(config)
         if not later.running or later.last_batch_id != current.last_batch_id or not later.lag:
             return not later.running
     return True
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m weekly_wrapped.supervisor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("start", "stop", "status", "ensure"),
-                        help="start it detached, stop it, show its status, or do what the DAG does")
-    parser.add_argument("--json", action="store_true", help="status as JSON")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    if args.command == "start":
-        print(f"consumer started, pid {start(settings)}; log: {service(settings).log_file}")
-        return 0
-    if args.command == "stop":
-        print("consumer stopped" if stop(settings) else "consumer was not running")
-        return 0
-    current = ensure_running(settings) if args.command == "ensure" else status(settings)
-    print(json.dumps(asdict(current), indent=2) if args.json else current.describe())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,9 @@
-"""Settings for every part of Weekly Wrapped, read from the environment.
+"""The local stack's settings, read from the environment, then the repo's `.env`, then defaults.
 
-One place for ports, paths and endpoints, so the local stack, the DAGs, the Spark
-job, the tests and the benchmarks agree. Every value has a default that works on
-one machine; production overrides them through the environment (or `.env`).
+Only the dev harness reads these (the stack, the fakes, the CLI, the demo, tests and
+benchmarks). The product reads Airflow Connections and Variables, which the stack builds
+from these same values (`wrapped_dev.stack.env.connections`), so both agree. Every value
+has a default that runs the demo on one machine; the README lists them all.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
         value = value.split(" #", 1)[0].strip().strip("'\"")
         values[key.strip()] = value
     return values
+
+
+def dotenv_airflow_values() -> dict[str, str]:
+    """`AIRFLOW_*` lines of `.env` (Variables, Connections, Airflow's own options), passed to Airflow as they are."""
+    return {k: v for k, v in _DOTENV.items() if k.startswith("AIRFLOW_")}
 
 
 def _env(name: str, default: str) -> str:
@@ -60,11 +66,18 @@ class Settings:
     gemini_api_key: str
     gemini_model: str
     fake_gemini_port: int
+    spotify_redirect_uri: str
     smtp_host: str
     smtp_port: int
+    smtp_user: str
+    smtp_password: str
+    smtp_ssl: bool
+    smtp_starttls: bool
     smtp_from: str
     spark_master: str
+    spark_driver_memory: str
     fernet_key: str
+    invite_code: str
 
     @property
     def warehouse_dsn(self) -> str:
@@ -83,8 +96,27 @@ class Settings:
         return self.state_dir / "mail"
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.state_dir / "spark" / "checkpoints"
+    def consumer(self):
+        """The streaming consumer's configuration, as `spark_consumers` builds it from Connections."""
+        from weekly_wrapped.streaming.supervisor import ConsumerConfig
+
+        return ConsumerConfig(self.warehouse_dsn, self.kafka_bootstrap, self.state_dir / "spark",
+                              self.spark_master, self.spark_driver_memory)
+
+    @property
+    def spotify_app(self):
+        """The Spotify app, as the DAGs and the onboarding page build it from `spotify_default`."""
+        from weekly_wrapped.spotify.client import SpotifyApp
+
+        return SpotifyApp(self.spotify_client_id, self.spotify_client_secret, self.spotify_api_base,
+                          self.spotify_accounts_base, self.spotify_redirect_uri)
+
+    @property
+    def onboarding(self):
+        """The onboarding page's configuration, as it builds it from Connections and Variables."""
+        from weekly_wrapped.users.onboarding import OnboardingConfig
+
+        return OnboardingConfig(self.warehouse_dsn, self.spotify_app, self.fernet_key, self.invite_code)
 
 
 def load_settings() -> Settings:
@@ -92,6 +124,7 @@ def load_settings() -> Settings:
     kafka_port = int(_env("WRAPPED_KAFKA_PORT", "9092"))
     fake_spotify_port = int(_env("WRAPPED_FAKE_SPOTIFY_PORT", "8901"))
     fake_gemini_port = int(_env("WRAPPED_FAKE_GEMINI_PORT", "8902"))
+    airflow_port = int(_env("WRAPPED_AIRFLOW_PORT", "8080"))
     return Settings(
         state_dir=state_dir,
         pg_host=_env("WRAPPED_PG_HOST", "127.0.0.1"),
@@ -103,7 +136,7 @@ def load_settings() -> Settings:
         kafka_bootstrap=_env("WRAPPED_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
         kafka_port=kafka_port,
         kafka_controller_port=int(_env("WRAPPED_KAFKA_CONTROLLER_PORT", "9093")),
-        airflow_port=int(_env("WRAPPED_AIRFLOW_PORT", "8080")),
+        airflow_port=airflow_port,
         spotify_api_base=_env("SPOTIFY_API_BASE", f"http://127.0.0.1:{fake_spotify_port}/v1/"),
         spotify_accounts_base=_env("SPOTIFY_ACCOUNTS_BASE", f"http://127.0.0.1:{fake_spotify_port}"),
         spotify_client_id=_env("SPOTIFY_CLIENT_ID", "demo-client-id"),
@@ -113,10 +146,17 @@ def load_settings() -> Settings:
         gemini_api_key=_env("GEMINI_API_KEY", "demo-gemini-key"),
         gemini_model=_env("GEMINI_MODEL", "gemini-2.5-flash"),
         fake_gemini_port=fake_gemini_port,
+        spotify_redirect_uri=_env("SPOTIFY_REDIRECT_URI", f"http://127.0.0.1:{airflow_port}/wrapped/callback"),
         smtp_host=_env("WRAPPED_SMTP_HOST", "127.0.0.1"),
         smtp_port=int(_env("WRAPPED_SMTP_PORT", "8025")),
+        smtp_user=_env("WRAPPED_SMTP_USER", ""),
+        smtp_password=_env("WRAPPED_SMTP_PASSWORD", ""),
+        smtp_ssl=_env("WRAPPED_SMTP_SSL", "false") == "true",
+        smtp_starttls=_env("WRAPPED_SMTP_STARTTLS", "false") == "true",
         smtp_from=_env("WRAPPED_SMTP_FROM", "Weekly Wrapped <wrapped@localhost>"),
         spark_master=_env("WRAPPED_SPARK_MASTER", "local[2]"),
+        spark_driver_memory=_env("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),
         # A fixed demo key keeps the local stack reproducible; production sets its own.
         fernet_key=_env("WRAPPED_FERNET_KEY", "ZGVtby1rZXktZG8tbm90LXVzZS1pbi1wcm9kdWN0aW8="),
+        invite_code=_env("WRAPPED_INVITE_CODE", ""),
     )

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from weekly_wrapped.config import REPO_ROOT
+from weekly_wrapped import PROJECT_ROOT
 
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class DbtError(RuntimeError):
 
 def default_dbt_bin(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
-    return Path(environ.get("WRAPPED_DBT_BIN") or REPO_ROOT / ".local" / "dbt-venv" / "bin" / "dbt")
+    return Path(environ.get("WRAPPED_DBT_BIN") or PROJECT_ROOT / ".local" / "dbt-venv" / "bin" / "dbt")
 
 
 def default_artifacts_dir(state_dir: Path) -> Path:
@@ -146,9 +146,7 @@ def build_marts(
 ) -> dict[str, int]:
     """`dbt build` of the whole project into `warehouse`; returns status counts."""
     if state_dir is None:
-        from weekly_wrapped.config import load_settings
-
-        state_dir = load_settings().state_dir
+        state_dir = PROJECT_ROOT / ".local"
     artifacts_dir = default_artifacts_dir(state_dir)
     command = dbt_command(dbt_bin or default_dbt_bin(), ("build", *extra_args), artifacts_dir=artifacts_dir)
     return run_dbt(

@@ -10,12 +10,13 @@ at `/wrapped/connect` (so it needs no process of its own):
 3. `GET  /callback` Spotify's redirect: exchanges the code (`users.onboard_with_code`) and
    stores the user as active with the encrypted refresh token and `consent_at`.
 
-Register `SPOTIFY_REDIRECT_URI` (default `http://127.0.0.1:<airflow port>/wrapped/callback`)
-with the Spotify app.
+It reads the same Connections and Variables as the DAGs (`OnboardingConfig.from_airflow`):
+the warehouse, the Spotify app (whose `redirect_uri` must be registered with Spotify), the
+key that encrypts refresh tokens, and the invite code.
 
 Airflow gives plugin apps no authentication, and a Spotify development app has only five
-user slots, so the page guards itself: with `WRAPPED_INVITE_CODE` set, the form asks for
-that code; without it, only browsers on this machine (loopback) may connect.
+user slots, so the page guards itself: with the `wrapped_invite_code` Variable set, the form
+asks for that code; without it, only browsers on this machine (loopback) may connect.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ipaddress
 import json
 import os
 import secrets
+from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qs
 from zoneinfo import available_timezones
@@ -33,10 +35,25 @@ from cryptography.fernet import Fernet, InvalidToken
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from weekly_wrapped import spotify, users
-from weekly_wrapped.config import Settings, load_settings
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts as users
 
 STATE_TTL_S = 15 * 60
+
+
+@dataclass(frozen=True)
+class OnboardingConfig:
+    dsn: str = field(repr=False)
+    spotify_app: spotify.SpotifyApp
+    fernet_key: str = field(repr=False)  # encrypts the OAuth state and the stored refresh tokens
+    invite_code: str = field(default="", repr=False)
+
+    @classmethod
+    def from_airflow(cls) -> "OnboardingConfig":
+        from weekly_wrapped.airflow import connections as conns
+
+        return cls(conns.warehouse_dsn(), conns.spotify_app(), conns.variable("wrapped_fernet_secret"),
+                   conns.variable("wrapped_invite_code"))
 COMMON_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
                 "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney", "UTC")
 
@@ -50,13 +67,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>", status_code=status)
 
 
-def _invite_code() -> str:
-    return os.environ.get("WRAPPED_INVITE_CODE", "")
-
-
-def _allowed(request: Request, given_code: str | None) -> bool:
+def _allowed(request: Request, code: str, given_code: str | None) -> bool:
     """With an invite code: the code must match. Without: only loopback clients."""
-    code = _invite_code()
     if code:
         return given_code is not None and secrets.compare_digest(given_code.encode(), code.encode())
     host = request.client.host if request.client else ""
@@ -66,10 +78,10 @@ def _allowed(request: Request, given_code: str | None) -> bool:
         return host == "testclient"  # FastAPI's TestClient
 
 
-def _form(message: str = "", email: str = "", time_zone: str = "") -> str:
+def _form(invite_code: str, message: str = "", email: str = "", time_zone: str = "") -> str:
     options = "".join(f"<option value='{z}'>" for z in COMMON_ZONES)
     invite = ("<label>Invite code (from whoever runs this Weekly Wrapped)"
-              "<input name='invite' type='password' required></label>") if _invite_code() else ""
+              "<input name='invite' type='password' required></label>") if invite_code else ""
     error = f"<p style='color:#b00'>{html.escape(message)}</p>" if message else ""
     return (f"{error}<p>Every Monday morning, a recap of your week on Spotify.</p>"
             "<form method='post'>"
@@ -82,49 +94,49 @@ def _form(message: str = "", email: str = "", time_zone: str = "") -> str:
             "your Spotify account settings.</small></p>")
 
 
-def create_app(settings_factory: Callable[[], Settings] = load_settings) -> FastAPI:
+def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig.from_airflow) -> FastAPI:
+    """The page; `config_factory` is called per request, so edited Connections apply at once."""
     app = FastAPI(title="Weekly Wrapped onboarding")
-
-    def _context():
-        settings = settings_factory()
-        return settings, spotify.app_from_settings(settings), Fernet(settings.fernet_key.encode())
 
     @app.get("/connect")
     def connect_form(request: Request) -> HTMLResponse:
-        if not _invite_code() and not _allowed(request, None):
+        config = config_factory()
+        if not config.invite_code and not _allowed(request, "", None):
             return _page("Not here", "<p>This page only opens on the machine that runs Weekly Wrapped "
-                                     "(or set WRAPPED_INVITE_CODE).</p>", status=403)
-        return _page("Weekly Wrapped", _form())
+                                     "(or set an invite code).</p>", status=403)
+        return _page("Weekly Wrapped", _form(config.invite_code))
 
     @app.post("/connect")
     async def connect(request: Request):
         form = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode()).items()}
         email, time_zone = form.get("email", ""), form.get("time_zone", "")
-        if not _allowed(request, form.get("invite")):
-            return _page("Weekly Wrapped", _form("That invite code is not right.", email, time_zone), status=403)
+        config = config_factory()
+        if not _allowed(request, config.invite_code, form.get("invite")):
+            return _page("Weekly Wrapped", _form(config.invite_code, "That invite code is not right.",
+                                                 email, time_zone), status=403)
         try:
             users.check_profile(email, time_zone)
         except users.OnboardingError as exc:
             hint = "" if time_zone in available_timezones() else " (e.g. Europe/Berlin)"
-            return _page("Weekly Wrapped", _form(f"{exc}{hint}", email, time_zone), status=400)
-        _, sp_app, fernet = _context()
-        state = fernet.encrypt(json.dumps({"email": email, "time_zone": time_zone,
+            return _page("Weekly Wrapped", _form(config.invite_code, f"{exc}{hint}", email, time_zone),
+                         status=400)
+        state = Fernet(config.fernet_key.encode()).encrypt(json.dumps({"email": email, "time_zone": time_zone,
                                            "nonce": secrets.token_urlsafe(8)}).encode()).decode()
-        return RedirectResponse(spotify.make_oauth(sp_app, state=state).get_authorize_url(), status_code=303)
+        return RedirectResponse(spotify.make_oauth(config.spotify_app, state=state).get_authorize_url(), status_code=303)
 
     @app.get("/callback")
     def callback(state: str = "", code: str = "", error: str = "") -> HTMLResponse:
-        settings, sp_app, fernet = _context()
+        config = config_factory()
         if error:
             return _page("Not connected", f"<p>Spotify said: {html.escape(error)}. "
                                           "<a href='connect'>Try again</a>.</p>", status=400)
         try:
-            profile = json.loads(fernet.decrypt(state.encode(), ttl=STATE_TTL_S))
+            profile = json.loads(Fernet(config.fernet_key.encode()).decrypt(state.encode(), ttl=STATE_TTL_S))
         except (InvalidToken, ValueError):
             return _page("Not connected", "<p>This link expired or was not ours. "
                                           "<a href='connect'>Start again</a>.</p>", status=400)
         try:
-            user_id = users.onboard_with_code(settings.warehouse_dsn, settings.fernet_key, sp_app, code=code,
+            user_id = users.onboard_with_code(config.dsn, config.fernet_key, config.spotify_app, code=code,
                                               email=profile["email"], time_zone=profile["time_zone"])
         except users.OnboardingError as exc:
             return _page("Not connected", f"<p>{html.escape(str(exc))}. <a href='connect'>Try again</a>.</p>",

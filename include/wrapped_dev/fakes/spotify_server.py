@@ -26,7 +26,7 @@ ingestion bugs show up against it:
 
 The plays come from `demo_listener`, deterministic from `--seed`. The clock is
 real time unless frozen by `FAKE_SPOTIFY_NOW` (ISO 8601 or epoch ms) or the control
-endpoint. Run: `python -m weekly_wrapped.fakes.spotify_server --port 8901 [--seed N] [--users N]`.
+endpoint. Run: `python -m wrapped_dev.fakes.spotify_server --port 8901 [--seed N] [--users N]`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from weekly_wrapped.fakes import demo_listener as dl
+from wrapped_dev.fakes import demo_listener as dl
 
 ACCESS_TOKEN_SECONDS = 3600
 MAX_LIMIT = 50

@@ -1,8 +1,9 @@
 """The environment every local process runs with: Airflow's settings and Connections.
 
-Connections are defined here from `Settings` (itself from the environment / `.env`),
-as `AIRFLOW_CONN_*` JSON, so nothing is hard-coded in DAGs and a user switches to
-the real Spotify, Gemini or SMTP by setting a few variables (see README).
+Connections and Variables are defined here from `Settings` (itself from the environment /
+`.env`), as `AIRFLOW_CONN_*` JSON and `AIRFLOW_VAR_*`, so nothing is hard-coded in DAGs and a
+user switches to the real Spotify, Gemini or SMTP by setting a few variables (see README).
+docker-compose.yaml builds the same Connections from the same variable names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from weekly_wrapped.config import REPO_ROOT, Settings
+from wrapped_dev.config import REPO_ROOT, Settings, dotenv_airflow_values
 
 
 def venv_bin() -> Path:
@@ -58,7 +59,8 @@ def connections(settings: Settings) -> dict[str, str]:
         "spotify_default": {
             "conn_type": "http", "login": settings.spotify_client_id,
             "password": settings.spotify_client_secret,
-            "extra": {"api_base": settings.spotify_api_base, "accounts_base": settings.spotify_accounts_base},
+            "extra": {"api_base": settings.spotify_api_base, "accounts_base": settings.spotify_accounts_base,
+                      "redirect_uri": settings.spotify_redirect_uri},
         },
         "gemini_default": {
             "conn_type": "http", "password": settings.gemini_api_key,
@@ -66,25 +68,35 @@ def connections(settings: Settings) -> dict[str, str]:
         },
         "smtp_default": {
             "conn_type": "smtp", "host": settings.smtp_host, "port": settings.smtp_port,
-            "login": os.environ.get("WRAPPED_SMTP_USER", ""),
-            "password": os.environ.get("WRAPPED_SMTP_PASSWORD", ""),
+            "login": settings.smtp_user,
+            "password": settings.smtp_password,
             "extra": {
-                "disable_ssl": os.environ.get("WRAPPED_SMTP_SSL", "false") != "true",
-                "disable_tls": os.environ.get("WRAPPED_SMTP_STARTTLS", "false") != "true",
+                "disable_ssl": not settings.smtp_ssl,
+                "disable_tls": not settings.smtp_starttls,
                 "from_email": settings.smtp_from, "timeout": 30, "retry_limit": 3,
             },
         },
-        "spark_default": {"conn_type": "spark", "host": settings.spark_master},
+        "spark_default": {
+            "conn_type": "spark", "host": settings.spark_master,
+            "extra": {"work_dir": str(settings.consumer.work_dir), "driver_memory": settings.spark_driver_memory},
+        },
     }
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
+
+
+def variables(settings: Settings) -> dict[str, str]:
+    """The Airflow Variables the stack sets (the others keep their defaults unless `.env` sets them)."""
+    return {"AIRFLOW_VAR_WRAPPED_FERNET_SECRET": settings.fernet_key,
+            "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code}
 
 
 def service_env(settings: Settings) -> dict[str, str]:
     """os.environ plus everything Airflow, Spark and our code need, for child processes."""
     home = airflow_home(settings)
     bin_dir = venv_bin()
-    env = dict(os.environ)
+    env = {**dotenv_airflow_values(), **os.environ}
     env.update(connections(settings))
+    env.update(variables(settings))
     env.update({
         "PATH": f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
         "WRAPPED_STATE_DIR": str(settings.state_dir),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from weekly_wrapped.config import Settings
-from weekly_wrapped.stack import process
-from weekly_wrapped.stack.env import service_env
-from weekly_wrapped.stack.process import Service, port_open
+from wrapped_dev.config import Settings
+from weekly_wrapped.streaming import process
+from wrapped_dev.stack.env import service_env
+from weekly_wrapped.streaming.process import Service, port_open
 
 
 def _specs(settings: Settings) -> list[tuple[Service, list[str], int]]:
@@ -19,13 +19,13 @@ def _specs(settings: Settings) -> list[tuple[Service, list[str], int]]:
     py = sys.executable
     return [
         (Service("fake-spotify", run, logs),
-         [py, "-m", "weekly_wrapped.fakes.spotify_server", "--port", str(settings.fake_spotify_port)],
+         [py, "-m", "wrapped_dev.fakes.spotify_server", "--port", str(settings.fake_spotify_port)],
          settings.fake_spotify_port),
         (Service("fake-gemini", run, logs),
-         [py, "-m", "weekly_wrapped.fakes.gemini_server", "--port", str(settings.fake_gemini_port)],
+         [py, "-m", "wrapped_dev.fakes.gemini_server", "--port", str(settings.fake_gemini_port)],
          settings.fake_gemini_port),
         (Service("smtp-sink", run, logs),
-         [py, "-m", "weekly_wrapped.fakes.smtp_sink", "--port", str(settings.smtp_port),
+         [py, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(settings.smtp_port),
           "--dir", str(settings.mail_dir)],
          settings.smtp_port),
     ]

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
-import psycopg2
 import requests
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
-from weekly_wrapped import contracts, spotify, users
-from weekly_wrapped.producer import DeliveryFailed, StreamProducer
+from weekly_wrapped import db
+from weekly_wrapped import contracts
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts as users
+from weekly_wrapped.ingest.producer import DeliveryFailed, StreamProducer
 from weekly_wrapped.spotify import payloads
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,10 @@ class EntityCache:
     def known(self, topic: str, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+        with db.transaction(self.dsn) as cur:
             cur.execute("select entity_id from app.entity_cache where entity_type = %s and entity_id = any(%s)",
                         (ENTITY_TYPES[topic], ids))
             found = {r[0] for r in cur.fetchall()}
-        conn.close()
         return found
 
     def fetch_once(self, topic: str, entity_id: str, fetch: Callable[[], dict | None]) -> dict | None:
@@ -276,37 +277,34 @@ def _now_ms() -> int:
 # --- the warehouse side ------------------------------------------------------------------------
 
 def read_cursor(dsn: str, user_id: str) -> int | None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("select after_ms from app.ingest_cursors where user_id = %s", (user_id,))
         row = cur.fetchone()
-    conn.close()
     return row[0] if row else None
 
 
 def pending_retry_at(dsn: str, user_id: str) -> datetime | None:
     """The `retry_at` of the user's latest outcome, if it is still in the future."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("select retry_at from app.ingest_outcomes where user_id = %s order by id desc limit 1",
                     (user_id,))
         row = cur.fetchone()
-    conn.close()
     if row and row[0] and row[0] > _utcnow():
         return row[0]
     return None
 
 
 def record_outcome(dsn: str, run_id: str | None, o: UserOutcome) -> None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("insert into app.ingest_outcomes (run_id, user_id, outcome, plays, reason, retry_at) "
                     "values (%s, %s, %s, %s, %s, %s)",
                     (run_id, o.user_id, o.outcome, o.plays, (o.reason or "")[:1000] or None, o.retry_at))
-    conn.close()
 
 
 def commit_success(dsn: str, run_id: str | None, o: UserOutcome, new_cursor: int | None,
                    produced: dict[str, list[str]]) -> None:
     """After Kafka acknowledged everything: cursor, gap, known entities and outcome, atomically."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         if new_cursor is not None:
             # greatest(): a concurrent or stale run can never move a cursor backwards.
             cur.execute(
@@ -323,7 +321,6 @@ def commit_success(dsn: str, run_id: str | None, o: UserOutcome, new_cursor: int
                             "select %s, unnest(%s::text[]) on conflict do nothing", (ENTITY_TYPES[topic], ids))
         cur.execute("insert into app.ingest_outcomes (run_id, user_id, outcome, plays, reason) "
                     "values (%s, %s, 'ok', %s, %s)", (run_id, o.user_id, o.plays, o.reason))
-    conn.close()
 
 
 # --- one user, many users ------------------------------------------------------------------------
@@ -433,6 +430,33 @@ def batches(user_ids: list[str], size: int) -> list[list[str]]:
     """Split users into batches of at most `size`, for Airflow's dynamic task mapping."""
     size = max(1, size)
     return [user_ids[i:i + size] for i in range(0, len(user_ids), size)]
+
+
+def plan_batches(user_ids: list[str], batch_size: int, app_requests_per_second: float,
+                 parallel_batches: int) -> list[dict]:
+    """Mapped-task inputs: batches of users, each with its share of the app's request budget
+    (Spotify rate-limits the app, not the user, so batches running side by side share it)."""
+    planned = batches(user_ids, batch_size)
+    rps = app_requests_per_second / max(1, min(parallel_batches, len(planned)))
+    print(f"{len(user_ids)} active users in {len(planned)} batches, {rps:.1f} requests/s each")
+    return [{"user_ids": b, "requests_per_second": rps} for b in planned]
+
+
+def report(outcomes: list[UserOutcome]) -> str:
+    """One line per user for the task log."""
+    return "\n".join(
+        f"{o.user_id:30} {o.outcome:13} plays={o.plays:<4} {o.reason or ''}"
+        f"{' retry_at=' + o.retry_at.isoformat() if o.retry_at else ''}" for o in outcomes)
+
+
+def count_outcomes(results: list[list[dict]]) -> dict[str, int]:
+    """Plays and users by outcome over all batches of a run (`UserOutcome.as_dict()` lists)."""
+    counts: dict[str, int] = {"plays": 0}
+    for batch in results:
+        for o in batch:
+            counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
+            counts["plays"] += o["plays"]
+    return counts
 
 
 def summary_label(outcomes: list[UserOutcome], limit: int = 200) -> str:

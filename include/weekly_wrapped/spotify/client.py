@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 import requests
@@ -24,8 +23,6 @@ from spotipy.oauth2 import SpotifyOAuth
 REAL_API_BASE = "https://api.spotify.com/v1/"
 REAL_ACCOUNTS_BASE = "https://accounts.spotify.com"
 SCOPE = "user-read-recently-played"
-# The onboarding page (Airflow api-server plugin, see weekly_wrapped.onboarding).
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8080/wrapped/callback"
 REQUEST_TIMEOUT_S = 10
 
 # Token-bearing DEBUG lines live in these loggers.
@@ -41,7 +38,8 @@ class SpotifyApp:
     client_secret: str = field(repr=False)  # never in a log line
     api_base: str | None = None
     accounts_base: str | None = None
-    redirect_uri: str = DEFAULT_REDIRECT_URI
+    # The onboarding page's callback, registered with the app (only the consent flow needs it).
+    redirect_uri: str | None = None
 
     @property
     def api(self) -> str:
@@ -51,23 +49,6 @@ class SpotifyApp:
     @property
     def accounts(self) -> str:
         return (self.accounts_base or REAL_ACCOUNTS_BASE).rstrip("/")
-
-
-def redirect_uri(airflow_port: int = 8080) -> str:
-    """Where Spotify sends the user back after consent: must be registered with the app."""
-    return os.environ.get("SPOTIFY_REDIRECT_URI") or f"http://127.0.0.1:{airflow_port}/wrapped/callback"
-
-
-def app_from_settings(settings) -> SpotifyApp:
-    """The app as `weekly_wrapped.config.Settings` describes it (tests, CLI, demo, onboarding page)."""
-    return SpotifyApp(settings.spotify_client_id, settings.spotify_client_secret,
-                      settings.spotify_api_base, settings.spotify_accounts_base,
-                      redirect_uri(settings.airflow_port))
-
-
-def app_from_connection(conn) -> SpotifyApp:
-    """From `weekly_wrapped.airflow_connections.spotify_app()`'s value (any object with those fields)."""
-    return SpotifyApp(conn.client_id, conn.client_secret, conn.api_base, conn.accounts_base, redirect_uri())
 
 
 def _session() -> requests.Session:
@@ -80,7 +61,8 @@ def make_oauth(app: SpotifyApp, token_info: dict | None = None, state: str | Non
     oauth = SpotifyOAuth(
         client_id=app.client_id,
         client_secret=app.client_secret,
-        redirect_uri=app.redirect_uri,
+        # Refreshing a token never uses the redirect URI, but spotipy insists on having one.
+        redirect_uri=app.redirect_uri or "http://127.0.0.1/unused",
         state=state,
         scope=SCOPE,
         open_browser=False,

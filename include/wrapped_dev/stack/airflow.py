@@ -11,10 +11,10 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from weekly_wrapped.config import Settings
-from weekly_wrapped.stack import process
-from weekly_wrapped.stack.env import airflow_home, service_env, venv_bin
-from weekly_wrapped.stack.process import Service
+from wrapped_dev.config import Settings
+from weekly_wrapped.streaming import process
+from wrapped_dev.stack.env import airflow_home, service_env, venv_bin
+from weekly_wrapped.streaming.process import Service
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 

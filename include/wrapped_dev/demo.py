@@ -13,11 +13,11 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-import psycopg2
+from weekly_wrapped import db
 
-from weekly_wrapped.airflow_client import AirflowClient
-from weekly_wrapped.config import Settings
-from weekly_wrapped.stack import airflow
+from wrapped_dev.airflow_client import AirflowClient
+from wrapped_dev.config import Settings
+from wrapped_dev.stack import airflow
 
 # How much history each demo listener's privacy export holds before the demo's "now".
 EXPORT_DAYS = 15
@@ -39,7 +39,7 @@ def demo_week_start(clock: dt.datetime) -> dt.date:
 
 def export_records(seed: int, user, start_ms: int, end_ms: int) -> list[dict]:
     """A listener's plays as Spotify's privacy export writes them (`ts` to the second)."""
-    from weekly_wrapped.fakes import demo_listener as dl
+    from wrapped_dev.fakes import demo_listener as dl
 
     catalogue = dl.build_catalogue(seed)
     records = []
@@ -63,7 +63,7 @@ def write_demo_exports(settings: Settings, clock: dt.datetime, seed: int = 7, n_
     """One export folder per demo listener, covering EXPORT_DAYS up to the demo clock."""
     import json
 
-    from weekly_wrapped.fakes import demo_listener as dl
+    from wrapped_dev.fakes import demo_listener as dl
 
     end_ms = int(clock.timestamp() * 1000)
     start_ms = end_ms - EXPORT_DAYS * 86_400_000
@@ -107,20 +107,19 @@ def _run_dag(client: AirflowClient, dag_id: str, timeout: float, conf: dict | No
 
 
 def _query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+    with db.transaction(settings.warehouse_dsn) as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
-    conn.close()
     return rows
 
 
 def _wait_for_consumer(settings: Settings, timeout: float) -> None:
     """Wait until the streaming consumer has committed everything Kafka holds."""
-    from weekly_wrapped import supervisor
+    from weekly_wrapped.streaming import supervisor
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = supervisor.status(settings)
+        state = supervisor.status(settings.consumer)
         _say(f"consumer: running={state.running} lag={state.lag} "
              f"last batch {state.heartbeat_age_s if state.heartbeat_age_s is not None else '-'}s ago")
         if state.running and state.lag == 0 and state.heartbeat_age_s is not None:
@@ -153,7 +152,7 @@ def _delivered(settings: Settings, week_start: dt.date) -> list[tuple[str, Path 
 
 
 def run_demo(settings: Settings, timeout: int = 900) -> int:
-    from weekly_wrapped.users import onboard_demo_users
+    from wrapped_dev.demo_users import onboard_demo_users
 
     started = time.monotonic()
     clock = demo_clock(dt.datetime.now(dt.timezone.utc))

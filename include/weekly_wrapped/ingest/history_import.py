@@ -166,9 +166,9 @@ def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progre
     import logging
     import time
 
-    from weekly_wrapped import metadata_backfill
-    from weekly_wrapped.producer import StreamProducer
-    from weekly_wrapped.users import get_user
+    from weekly_wrapped.ingest import metadata_backfill
+    from weekly_wrapped.ingest.producer import StreamProducer
+    from weekly_wrapped.users.accounts import get_user
 
     log = logging.getLogger(__name__)
     if get_user(dsn, user_id) is None:

@@ -10,18 +10,15 @@ until they connect again.
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import psycopg2
-import requests
 from cryptography.fernet import Fernet
 from spotipy.exceptions import SpotifyOauthError
 
-from weekly_wrapped import spotify
+from weekly_wrapped import db
+from weekly_wrapped.spotify import client as spotify
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -62,7 +59,7 @@ def save_user(dsn: str, fernet_key: str, *, user_id: str, display_name: str | No
     """Insert or update a user as active with a freshly consented, encrypted refresh token."""
     check_profile(email, time_zone)
     consent_at = consent_at or datetime.now(timezone.utc)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute(
             """
             insert into app.users (user_id, display_name, email, time_zone, refresh_token_encrypted,
@@ -77,7 +74,6 @@ def save_user(dsn: str, fernet_key: str, *, user_id: str, display_name: str | No
             """,
             (user_id, display_name, email, time_zone, encrypt_token(fernet_key, refresh_token), consent_at),
         )
-    conn.close()
 
 
 def exchange_code(app: spotify.SpotifyApp, code: str) -> tuple[dict, str]:
@@ -106,85 +102,36 @@ def onboard_with_code(dsn: str, fernet_key: str, app: spotify.SpotifyApp, *, cod
 
 def save_refresh_token(dsn: str, fernet_key: str, user_id: str, refresh_token: str) -> None:
     """Store a rotated refresh token (Spotify sometimes returns a new one on refresh)."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("update app.users set refresh_token_encrypted = %s, updated_at = now() where user_id = %s",
                     (encrypt_token(fernet_key, refresh_token), user_id))
-    conn.close()
 
 
 def mark_needs_reauth(dsn: str, user_id: str, reason: str) -> None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("update app.users set status = 'needs_reauth', status_reason = %s, updated_at = now() "
                     "where user_id = %s", (reason[:500], user_id))
-    conn.close()
 
 
 def refresh_token_of(dsn: str, fernet_key: str, user_id: str) -> str | None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("select refresh_token_encrypted from app.users where user_id = %s", (user_id,))
         row = cur.fetchone()
-    conn.close()
     return decrypt_token(fernet_key, row[0]) if row and row[0] else None
 
 
 def list_active_users(dsn: str) -> list[str]:
     """Ids of users ingestion should poll, in a stable order."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("select user_id from app.users where status = 'active' "
                     "and refresh_token_encrypted is not null order by user_id")
         ids = [r[0] for r in cur.fetchall()]
-    conn.close()
     return ids
 
 
 def get_user(dsn: str, user_id: str) -> User | None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute("select user_id, display_name, email, time_zone, status from app.users where user_id = %s",
                     (user_id,))
         row = cur.fetchone()
-    conn.close()
     return User(*row) if row else None
-
-
-# --- the demo: onboarding the fake Spotify's listeners through the real OAuth flow -------------
-
-def fake_demo_users(accounts_base: str) -> list[dict]:
-    """The fake Spotify's demo listeners: user_id, display_name, email, time_zone."""
-    r = requests.get(f"{accounts_base.rstrip('/')}/_control/users", timeout=10)
-    r.raise_for_status()
-    return r.json()["users"]
-
-
-def authorize_on_fake(app: spotify.SpotifyApp, fake_user: str) -> str:
-    """Walk the fake's consent screen as `fake_user` and return the authorization code."""
-    state = secrets.token_urlsafe(12)
-    oauth = spotify.make_oauth(app, state=state)
-    url = oauth.get_authorize_url() + "&" + f"fake_user={fake_user}"
-    r = requests.get(url, allow_redirects=False, timeout=10)
-    if r.status_code != 302:
-        raise OnboardingError(f"authorize answered {r.status_code}, expected a redirect")
-    query = parse_qs(urlparse(r.headers["Location"]).query)
-    if query.get("state", [None])[0] != state:
-        raise OnboardingError("state mismatch on the authorization redirect")
-    if "error" in query:
-        raise OnboardingError(f"authorization denied: {query['error'][0]}")
-    return query["code"][0]
-
-
-def onboard_demo_users(settings, dsn: str | None = None, app: spotify.SpotifyApp | None = None,
-                       user_ids: list[str] | None = None) -> list[str]:
-    """Onboard the fake Spotify's demo users (authorize -> code -> token -> /me -> app.users).
-
-    Idempotent: re-running gives each user a new refresh token and sets them active
-    again; cursors are kept. Returns the onboarded user ids.
-    """
-    dsn = dsn or settings.warehouse_dsn
-    app = app or spotify.app_from_settings(settings)
-    onboarded = []
-    for u in fake_demo_users(app.accounts):
-        if user_ids is not None and u["user_id"] not in user_ids:
-            continue
-        code = authorize_on_fake(app, u["user_id"])
-        onboarded.append(onboard_with_code(dsn, settings.fernet_key, app, code=code,
-                                           email=u["email"], time_zone=u["time_zone"]))
-    return onboarded

@@ -1,6 +1,6 @@
 """A local fake of the Gemini REST API, for the real `google-genai` SDK.
 
-Run it as `python -m weekly_wrapped.fakes.gemini_server --port 8902` and point the SDK at
+Run it as `python -m wrapped_dev.fakes.gemini_server --port 8902` and point the SDK at
 it with `HttpOptions(base_url="http://127.0.0.1:8902")` (or env `GOOGLE_GEMINI_BASE_URL`).
 
 What the SDK (3.x) sends, and therefore what this serves:
@@ -36,7 +36,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-log = logging.getLogger("weekly_wrapped.fakes.gemini")
+log = logging.getLogger("wrapped_dev.fakes.gemini")
 
 GENERATE_PATH = re.compile(r"^/(?P<version>v1[a-z0-9]*)/models/(?P<model>[^/:]+):generateContent$")
 MODEL_PATH = re.compile(r"^/(?P<version>v1[a-z0-9]*)/models/(?P<model>[^/:]+)$")
@@ -321,7 +321,7 @@ def make_server(host: str, port: int, api_key: str | None, **overrides) -> Threa
 
 
 def main(argv: list[str] | None = None) -> None:
-    from weekly_wrapped.config import load_settings
+    from wrapped_dev.config import load_settings
 
     settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -36,11 +36,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import psycopg2
 from spotipy.exceptions import SpotifyException
 
-from weekly_wrapped import contracts, ingest, spotify, users
-from weekly_wrapped.ingest import IngestConfig, NeedsReauth, RateLimited, SpotifyUnavailable
+from weekly_wrapped import db
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts as users
+from weekly_wrapped.ingest.poll import IngestConfig, NeedsReauth, RateLimited, SpotifyUnavailable
 from weekly_wrapped.spotify import payloads
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ def queue_tracks(dsn: str, user_id: str, track_ids: list[str]) -> int:
     """Queue tracks ingestion has not produced (not in app.entity_cache); returns how many were new."""
     if not track_ids:
         return 0
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         # on conflict do nothing: a re-import never re-opens a done row nor resets its attempts.
         cur.execute(
             "insert into app.metadata_backlog (track_id, user_id) "
@@ -110,7 +113,6 @@ def queue_tracks(dsn: str, user_id: str, track_ids: list[str]) -> int:
             "where not exists (select 1 from app.entity_cache c where c.entity_type = 'track' and c.entity_id = t) "
             "on conflict (track_id) do nothing", (user_id, track_ids))
         queued = cur.rowcount
-    conn.close()
     return queued
 
 
@@ -121,44 +123,41 @@ def _user_filter(user_ids: list[str] | None) -> tuple[str, tuple]:
 def settle_known(dsn: str, user_ids: list[str] | None = None) -> int:
     """Mark done the pending rows whose track ingestion produced in the meantime (no look-up needed)."""
     where, params = _user_filter(user_ids)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute(
             "update app.metadata_backlog b set done_at = now() where done_at is null "
             f"and exists (select 1 from app.entity_cache c where c.entity_type = 'track' and c.entity_id = b.track_id) {where}",
             params)
         settled = cur.rowcount
-    conn.close()
     return settled
 
 
 def pending(dsn: str, limit: int, user_ids: list[str] | None = None) -> list[tuple[str, str]]:
     """(track_id, user_id) of the next rows to look up: fewest failed attempts first, then oldest."""
     where, params = _user_filter(user_ids)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute(
             f"select track_id, user_id from app.metadata_backlog where done_at is null and attempts < %s {where} "
             "order by attempts, queued_at, track_id limit %s", (MAX_ATTEMPTS, *params, limit))
         rows = [(r[0], r[1]) for r in cur.fetchall()]
-    conn.close()
     return rows
 
 
 def backlog_counts(dsn: str, user_ids: list[str] | None = None) -> dict[str, int]:
     where, params = _user_filter(user_ids)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         cur.execute(
             "select count(*) filter (where done_at is null and attempts < %s), "
             "count(*) filter (where done_at is null and attempts >= %s), count(*) filter (where done_at is not null) "
             f"from app.metadata_backlog where true {where}", (MAX_ATTEMPTS, MAX_ATTEMPTS, *params))
         waiting, given_up, done = cur.fetchone()
-    conn.close()
     return {"waiting": waiting, "given_up": given_up, "done": done}
 
 
 def commit_run(dsn: str, produced: dict[str, list[str]], done: dict[str, str | None],
                failed: dict[str, tuple[str, bool]]) -> None:
     """After Kafka acknowledged: entities known, rows done (with a note, e.g. 404), failures noted; atomically."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with db.transaction(dsn) as cur:
         for topic, ids in produced.items():
             if ids:
                 cur.execute("insert into app.entity_cache (entity_type, entity_id) "
@@ -169,7 +168,6 @@ def commit_run(dsn: str, produced: dict[str, list[str]], done: dict[str, str | N
         for track_id, (error, counted) in failed.items():
             cur.execute("update app.metadata_backlog set last_error = %s, attempts = attempts + %s "
                         "where track_id = %s", (error[:1000], 1 if counted else 0, track_id))
-    conn.close()
 
 
 # --- one run -------------------------------------------------------------------------------------------
@@ -196,7 +194,7 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
     Raises `producer.DeliveryFailed` when Kafka did not acknowledge everything (nothing is
     marked done, so Airflow's retry does the same slice again).
     """
-    from weekly_wrapped.producer import StreamProducer
+    from weekly_wrapped.ingest.producer import StreamProducer
 
     result = BackfillResult()
     result.already_known = settle_known(cfg.dsn, user_ids)

@@ -13,10 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from weekly_wrapped.config import Settings
-from weekly_wrapped.stack.process import wait_until
+from wrapped_dev.config import Settings
+from weekly_wrapped.streaming.process import wait_until
 
-SCHEMA_SQL = Path(__file__).resolve().parents[1] / "sql" / "schema.sql"
 
 
 def bin_dir() -> Path:
@@ -118,11 +117,3 @@ def _create_role_and_databases(settings: Settings) -> None:
         if not _superuser_psql(settings, f"select 1 from pg_database where datname = '{database}'"):
             _superuser_psql(settings, f'create database "{database}" owner "{user}"')
 
-
-def apply_schema(dsn: str) -> None:
-    """Create the raw/ops/app tables (idempotent)."""
-    import psycopg2
-
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(SCHEMA_SQL.read_text())
-    conn.close()

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Callable
 
-from weekly_wrapped.config import Settings, load_settings
+from wrapped_dev.config import Settings, load_settings
 
 
 def _step(label: str, action: Callable[[], object]) -> object:
@@ -27,14 +27,15 @@ def _step(label: str, action: Callable[[], object]) -> object:
 
 
 def up(settings: Settings, with_airflow: bool = True) -> None:
-    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+    from weekly_wrapped import db
     from weekly_wrapped.streaming.jars import ensure_spark_jars
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres
 
     print(f"Starting the local stack (state in {settings.state_dir})", flush=True)
     _step(f"PostgreSQL on {settings.pg_host}:{settings.pg_port}", lambda: postgres.start(settings))
-    _step("warehouse tables (raw, ops, app)", lambda: postgres.apply_schema(settings.warehouse_dsn))
+    _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
     _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
-    _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings))
+    _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
     _step("fake Spotify, fake Gemini, SMTP sink", lambda: fakes.start(settings))
     if with_airflow:
         _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
@@ -44,11 +45,11 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
 
 
 def down(settings: Settings) -> None:
-    from weekly_wrapped import supervisor
-    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+    from weekly_wrapped.streaming import supervisor
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres
 
     print("Stopping the local stack", flush=True)
-    _step("Spark consumer", lambda: supervisor.stop(settings))
+    _step("Spark consumer", lambda: supervisor.stop(settings.consumer))
     _step("Airflow", lambda: airflow.stop(settings))
     _step("fakes", lambda: fakes.stop(settings))
     _step("Kafka", lambda: kafka.stop(settings))
@@ -56,8 +57,8 @@ def down(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> int:
-    from weekly_wrapped import supervisor
-    from weekly_wrapped.stack import airflow, fakes, kafka, postgres
+    from weekly_wrapped.streaming import supervisor
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres
 
     rows = [
         ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
@@ -65,7 +66,7 @@ def status(settings: Settings) -> int:
         ("fakes", fakes.is_running(settings),
          f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, smtp :{settings.smtp_port}"),
         ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
-        ("spark consumer", supervisor.is_running(settings), "supervised by the spark_consumers DAG"),
+        ("spark consumer", supervisor.is_running(settings.consumer), "supervised by the spark_consumers DAG"),
     ]
     for name, ok, where in rows:
         print(f"{name:15} {'up  ' if ok else 'down'}  {where}")
@@ -83,12 +84,34 @@ def logs(settings: Settings, name: str, follow: bool, lines: int) -> int:
     path = settings.state_dir / "logs" / f"{name}.log"
     if name == "postgres":
         path = settings.state_dir / "postgres" / "server.log"
+    if name == "spark-consumer":
+        from weekly_wrapped.streaming import supervisor
+
+        path = supervisor.service(settings.consumer).log_file
     if not path.exists():
         available = sorted(p.stem for p in (settings.state_dir / "logs").glob("*.log"))
-        print(f"no log for {name!r}; available: {', '.join(available + ['postgres'])}", file=sys.stderr)
+        print(f"no log for {name!r}; available: {', '.join(available + ['postgres', 'spark-consumer'])}",
+              file=sys.stderr)
         return 2
     argv = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(path)]
     return subprocess.call(argv)
+
+
+def consumer(settings: Settings, action: str, as_json: bool) -> int:
+    import json
+    from dataclasses import asdict
+
+    from weekly_wrapped.streaming import supervisor
+
+    config = settings.consumer
+    if action == "start":
+        print(f"consumer started, pid {supervisor.start(config)}; log: {supervisor.service(config).log_file}")
+    elif action == "stop":
+        print("consumer stopped" if supervisor.stop(config) else "consumer was not running")
+    else:
+        current = supervisor.ensure_running(config) if action == "ensure" else supervisor.status(config)
+        print(json.dumps(asdict(current), indent=2) if as_json else current.describe())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,13 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     p_airflow.add_argument("args", nargs=argparse.REMAINDER)
     p_demo = sub.add_parser("demo", help="run the whole pipeline for the demo listeners, through Airflow")
     p_demo.add_argument("--timeout", type=int, default=900, help="seconds to wait for each DAG run")
+    p_consumer = sub.add_parser("consumer", help="the streaming consumer, by hand (the spark_consumers DAG "
+                                                 "does `ensure` every few minutes)")
+    p_consumer.add_argument("action", choices=("start", "stop", "status", "ensure"),
+                            help="start it detached, stop it, show its status, or do what the DAG does")
+    p_consumer.add_argument("--json", action="store_true", help="status as JSON")
     args = parser.parse_args(argv)
 
     settings = load_settings()
     if args.command == "airflow":
         import os
 
-        from weekly_wrapped.stack.env import service_env, venv_bin
+        from wrapped_dev.stack.env import service_env, venv_bin
 
         airflow_bin = str(venv_bin() / "airflow")
         os.execve(airflow_bin, [airflow_bin, *args.args], service_env(settings))
@@ -131,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         down(settings)
         return 0
     if args.command == "create-topics":
-        from weekly_wrapped.stack.kafka import create_topics
+        from wrapped_dev.stack.kafka import create_topics
 
         create_topics(settings.kafka_bootstrap)
         return 0
@@ -139,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return status(settings)
     if args.command == "logs":
         return logs(settings, args.name, args.follow, args.lines)
+    if args.command == "consumer":
+        return consumer(settings, args.action, args.json)
     if args.command == "demo":
-        from weekly_wrapped.demo import run_demo
+        from wrapped_dev.demo import run_demo
 
         up(settings)
         return run_demo(settings, timeout=args.timeout)

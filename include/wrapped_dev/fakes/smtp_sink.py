@@ -1,6 +1,6 @@
 """A local SMTP server that keeps every message it receives as an `.eml` file.
 
-Run it as `python -m weekly_wrapped.fakes.smtp_sink --port 8025 --dir .local/mail`.
+Run it as `python -m wrapped_dev.fakes.smtp_sink --port 8025 --dir .local/mail`.
 It plays the part Mailpit plays in docker-compose: the real SMTP client (Airflow's
 SMTP provider) delivers to it, and people and tests read the files.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-log = logging.getLogger("weekly_wrapped.fakes.smtp_sink")
+log = logging.getLogger("wrapped_dev.fakes.smtp_sink")
 
 
 def eml_name(received_at: datetime, message_id: str | None) -> str:
@@ -90,7 +90,7 @@ def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 8025) -> Co
 
 
 def main(argv: list[str] | None = None) -> None:
-    from weekly_wrapped.config import load_settings
+    from wrapped_dev.config import load_settings
 
     settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

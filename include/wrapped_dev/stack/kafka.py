@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 from weekly_wrapped import contracts
-from weekly_wrapped.config import Settings
-from weekly_wrapped.stack.process import Service, port_open, wait_until
+from wrapped_dev.config import Settings
+from weekly_wrapped.streaming.process import Service, port_open, wait_until
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 
@@ -126,7 +126,7 @@ def start(settings: Settings) -> None:
             raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     svc = service(settings)
     if not is_running(settings):
-        from weekly_wrapped.stack import process
+        from weekly_wrapped.streaming import process
 
         process.start(svc, _java(settings, "kafka.Kafka", str(config)), os.environ)
     wait_until(lambda: _broker_ready(settings), "the Kafka broker", 90, svc)
@@ -177,6 +177,6 @@ def create_topics(bootstrap: str, replication_factor: int = 1) -> None:
 
 
 def stop(settings: Settings) -> bool:
-    from weekly_wrapped.stack import process
+    from weekly_wrapped.streaming import process
 
     return process.stop(service(settings), timeout=30)

@@ -1,0 +1,124 @@
+"""Weekly Wrapped's Airflow Connections and Variables, read into plain values.
+
+The one place where the product reads its configuration: DAG tasks and the onboarding page
+call these (inside a task or request, never at parse time) and hand plain values to the
+stage code, which knows nothing about Airflow, and to what they start (the Spark consumer,
+dbt). Connections and Variables come from Airflow: `AIRFLOW_CONN_*` / `AIRFLOW_VAR_*`
+environment variables (the local stack and docker-compose.yaml build them from the same
+`.env`), the UI, or a secrets backend. The README lists every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from weekly_wrapped.spotify.client import SpotifyApp
+from weekly_wrapped.streaming.supervisor import ConsumerConfig
+
+WAREHOUSE_CONN_ID = "postgres_default"
+KAFKA_CONN_ID = "kafka_default"
+SPOTIFY_CONN_ID = "spotify_default"
+GEMINI_CONN_ID = "gemini_default"
+SMTP_CONN_ID = "smtp_default"
+SPARK_CONN_ID = "spark_default"
+
+# Variables: name -> default. Airflow masks values of names holding "secret" in its logs and UI.
+VARIABLE_DEFAULTS = {
+    "wrapped_fernet_secret": None,  # encrypts stored Spotify refresh tokens: required
+    "wrapped_invite_code": "",  # the code people type on the onboarding page ("": loopback only)
+    "wrapped_ingest_batch_size": "10",  # users per mapped `ingest_batch` task
+    "wrapped_ingest_threads": "4",  # users polled at once inside a batch
+    "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
+    "wrapped_metadata_backfill_per_run": "200",  # exported tracks looked up per `spotify_ingest` run
+}
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import Connection
+
+    return Connection.get(conn_id)
+
+
+def variable(name: str) -> str:
+    """A Weekly Wrapped Variable, or its default; a missing required one is an error that names it."""
+    from airflow.sdk import Variable
+
+    default = VARIABLE_DEFAULTS[name]
+    value = Variable.get(name, default=default)
+    if value is None:
+        raise LookupError(f"Airflow Variable {name!r} is not set (AIRFLOW_VAR_{name.upper()})")
+    return value
+
+
+def warehouse_dsn(conn_id: str = WAREHOUSE_CONN_ID) -> str:
+    c = _connection(conn_id)
+    return (
+        f"host={c.host} port={c.port or 5432} dbname={c.schema} "
+        f"user={c.login} password={c.password}"
+    )
+
+
+def kafka_config(conn_id: str = KAFKA_CONN_ID) -> dict:
+    """librdkafka settings (at least `bootstrap.servers`) from the connection's extra."""
+    return dict(_connection(conn_id).extra_dejson)
+
+
+def spotify_app(conn_id: str = SPOTIFY_CONN_ID) -> SpotifyApp:
+    """The Spotify app: client id/secret as login/password; extra `api_base`, `accounts_base`
+    (unset: the real Spotify) and `redirect_uri` (the onboarding page's callback)."""
+    c = _connection(conn_id)
+    extra = c.extra_dejson
+    return SpotifyApp(c.login, c.password, extra.get("api_base"), extra.get("accounts_base"),
+                      extra["redirect_uri"])
+
+
+@dataclass(frozen=True)
+class GeminiApi:
+    api_key: str
+    model: str
+    base_url: str | None  # None: Google's endpoint
+
+    def __repr__(self) -> str:  # the key never reaches a log line
+        return f"GeminiApi(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def gemini_api(conn_id: str = GEMINI_CONN_ID) -> GeminiApi:
+    c = _connection(conn_id)
+    extra = c.extra_dejson
+    return GeminiApi(c.password, extra.get("model", "gemini-2.5-flash"), extra.get("base_url"))
+
+
+def smtp_from(conn_id: str = SMTP_CONN_ID) -> str:
+    """The recap's From address: the SMTP connection's `from_email`."""
+    return _connection(conn_id).extra_dejson["from_email"]
+
+
+def consumer_config() -> ConsumerConfig:
+    """The streaming consumer: Spark master and work folder from `spark_default` (host, port,
+    extra `work_dir`, `driver_memory`), plus the warehouse and the Kafka brokers."""
+    c = _connection(SPARK_CONN_ID)
+    extra = c.extra_dejson
+    master = f"{c.host}:{c.port}" if c.port else c.host
+    return ConsumerConfig(
+        dsn=warehouse_dsn(),
+        kafka_bootstrap=kafka_config()["bootstrap.servers"],
+        work_dir=Path(extra["work_dir"]),
+        spark_master=master,
+        driver_memory=extra.get("driver_memory", "2g"),
+    )
+
+
+
+def ingest_config(requests_per_second: float):
+    """What polling and the metadata backfill need: the warehouse, Kafka, the Spotify app, the token key."""
+    from weekly_wrapped.ingest.poll import IngestConfig
+
+    return IngestConfig(
+        dsn=warehouse_dsn(),
+        kafka_config=kafka_config(),
+        app=spotify_app(),
+        fernet_key=variable("wrapped_fernet_secret"),
+        max_workers=int(variable("wrapped_ingest_threads")),
+        requests_per_second=requests_per_second,
+    )

@@ -1,0 +1,54 @@
+"""The demo's listeners: onboarded from the fake Spotify through the real OAuth code flow."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import parse_qs, urlparse
+
+import requests
+
+from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import accounts
+
+
+
+def fake_demo_users(accounts_base: str) -> list[dict]:
+    """The fake Spotify's demo listeners: user_id, display_name, email, time_zone."""
+    r = requests.get(f"{accounts_base.rstrip('/')}/_control/users", timeout=10)
+    r.raise_for_status()
+    return r.json()["users"]
+
+
+def authorize_on_fake(app: spotify.SpotifyApp, fake_user: str) -> str:
+    """Walk the fake's consent screen as `fake_user` and return the authorization code."""
+    state = secrets.token_urlsafe(12)
+    oauth = spotify.make_oauth(app, state=state)
+    url = oauth.get_authorize_url() + "&" + f"fake_user={fake_user}"
+    r = requests.get(url, allow_redirects=False, timeout=10)
+    if r.status_code != 302:
+        raise accounts.OnboardingError(f"authorize answered {r.status_code}, expected a redirect")
+    query = parse_qs(urlparse(r.headers["Location"]).query)
+    if query.get("state", [None])[0] != state:
+        raise accounts.OnboardingError("state mismatch on the authorization redirect")
+    if "error" in query:
+        raise accounts.OnboardingError(f"authorization denied: {query['error'][0]}")
+    return query["code"][0]
+
+
+def onboard_demo_users(settings, dsn: str | None = None, app: spotify.SpotifyApp | None = None,
+                       user_ids: list[str] | None = None) -> list[str]:
+    """Onboard the fake Spotify's demo users (authorize -> code -> token -> /me -> app.users).
+
+    Idempotent: re-running gives each user a new refresh token and sets them active
+    again; cursors are kept. Returns the onboarded user ids.
+    """
+    dsn = dsn or settings.warehouse_dsn
+    app = app or settings.spotify_app
+    onboarded = []
+    for u in fake_demo_users(app.accounts):
+        if user_ids is not None and u["user_id"] not in user_ids:
+            continue
+        code = authorize_on_fake(app, u["user_id"])
+        onboarded.append(accounts.onboard_with_code(dsn, settings.fernet_key, app, code=code,
+                                           email=u["email"], time_zone=u["time_zone"]))
+    return onboarded
