@@ -1,0 +1,41 @@
+{#
+    The week's top 5 tracks, artists, albums and genres (int_weekly_top_items) as one jsonb
+    array per kind, the shape the recap e-mail reads: one row per user and week.
+#}
+
+with
+
+top_items as (
+
+    select * from {{ ref('int_weekly_top_items') }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        week_start,
+        {% for item_type in ['track', 'artist', 'album', 'genre'] %}
+        coalesce(
+            jsonb_agg(
+                jsonb_build_object(
+                    'rank', item_rank,
+                    'id', item_id,
+                    'name', item_name,
+                    'artists', artist_names,
+                    'plays', plays,
+                    'minutes', round(ms_listened / 60000.0, 1)
+                )
+                order by item_rank
+            ) filter (where item_type = '{{ item_type }}'),
+            '[]'::jsonb
+        ) as top_{{ item_type }}s{{ "," if not loop.last }}
+        {% endfor %}
+
+    from top_items
+    group by user_id, week_start
+
+)
+
+select * from final
