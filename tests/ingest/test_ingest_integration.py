@@ -159,7 +159,7 @@ def test_5xx_is_retried_with_bounded_backoff(ingest_env):
     assert outcomes[ana].outcome == "ok" and outcomes[ana].plays == 50
     assert outcomes[marcus].outcome == "ok"
     assert outcomes[yuki].outcome == "failed" and "502" in outcomes[yuki].reason
-    assert env.counts()[f"GET /v1/me/player/recently-played {yuki}"] == env.cfg.max_attempts
+    assert env.counts()[f"GET /v1/me/player/recently-played {yuki}"] == env.cfg.policy.max_attempts
     assert env.cursor(yuki) is None and env.cursor(ana) is not None
     with pytest.raises(ingest.IngestFailed, match=yuki):
         ingest.raise_for_failures(list(outcomes.values()))

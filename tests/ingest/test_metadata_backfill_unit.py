@@ -10,6 +10,7 @@ from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.ingest.metadata_backfill import (DEFAULT_PER_RUN, on_error, per_run_budget, token_user,
                                               tracks_to_queue)
 from weekly_wrapped.spotify import payloads
@@ -47,10 +48,10 @@ def test_token_of_the_oldest_pending_rows_importer_if_active_else_anyone_active(
 
 
 @pytest.mark.parametrize("exc, stop, counted", [
-    (ingest.RateLimited("429 Retry-After 7200s", datetime.now(timezone.utc)), True, False),
-    (ingest.RateLimited("QUOTA_EXCEEDED", datetime.now(timezone.utc)), True, False),
-    (ingest.NeedsReauth("refresh token rejected"), True, False),
-    (ingest.SpotifyUnavailable("Spotify 503 after 4 attempts"), True, True),
+    (spotify.RateLimited("429 Retry-After 7200s", datetime.now(timezone.utc)), True, False),
+    (spotify.RateLimited("QUOTA_EXCEEDED", datetime.now(timezone.utc)), True, False),
+    (spotify.NeedsReauth("refresh token rejected"), True, False),
+    (spotify.SpotifyUnavailable("Spotify 503 after 4 attempts"), True, True),
     (http(401), True, False),
     (http(403), True, False),
     (http(400), False, True),  # a malformed id: only this row

@@ -8,16 +8,16 @@ import requests
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
 
 from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.ingest import store
 from weekly_wrapped.spotify import client as spotify
-from weekly_wrapped.ingest.poll import IngestConfig, RateLimiter, UserSession
+from weekly_wrapped.spotify.client import CallPolicy, RateLimiter, UserSession
 
 APP = spotify.SpotifyApp("id", "secret", "http://127.0.0.1:9/v1/", "http://127.0.0.1:9")
 
 
 def session(**overrides):
-    cfg = IngestConfig(dsn="", kafka_config={}, app=APP, fernet_key="", **overrides)
     sleeps = []
-    return UserSession(cfg, "refresh", RateLimiter(0), sleep=sleeps.append), sleeps
+    return UserSession(APP, CallPolicy(**overrides), "refresh", RateLimiter(0), sleep=sleeps.append), sleeps
 
 
 def failing(*errors, result="done"):
@@ -47,7 +47,7 @@ def test_5xx_and_network_errors_back_off_then_succeed():
 def test_5xx_gives_up_after_max_attempts():
     s, sleeps = session(max_attempts=3, backoff_s=0.5)
     fn, calls = failing(*[http(500)] * 5)
-    with pytest.raises(ingest.SpotifyUnavailable, match="500 after 3 attempts"):
+    with pytest.raises(spotify.SpotifyUnavailable, match="500 after 3 attempts"):
         s.call(fn)
     assert len(calls) == 3 and sleeps == [0.5, 1.0]
 
@@ -63,20 +63,20 @@ def test_short_429_pauses_the_shared_limiter_and_retries():
 
 def test_long_429_and_quota_raise_rate_limited_with_retry_at():
     s, _ = session(short_retry_after_s=30, quota_retry_s=3600)
-    with pytest.raises(ingest.RateLimited) as err:
+    with pytest.raises(spotify.RateLimited) as err:
         s.call(failing(http(429, retry_after=7200))[0])
     assert 7100 < err.value.retry_at.timestamp() - time.time() <= 7200
-    with pytest.raises(ingest.RateLimited, match="QUOTA_EXCEEDED") as err:
+    with pytest.raises(spotify.RateLimited, match="QUOTA_EXCEEDED") as err:
         s.call(failing(http(429, reason="QUOTA_EXCEEDED"))[0])
     assert 3500 < err.value.retry_at.timestamp() - time.time() <= 3600
-    with pytest.raises(ingest.RateLimited) as err:
+    with pytest.raises(spotify.RateLimited) as err:
         s.call(failing(http(429, retry_after=120, reason="QUOTA_EXCEEDED"))[0])
     assert err.value.retry_at.timestamp() - time.time() <= 120
 
 
 def test_invalid_grant_means_reauth_and_4xx_is_not_retried():
     s, sleeps = session()
-    with pytest.raises(ingest.NeedsReauth):
+    with pytest.raises(spotify.NeedsReauth):
         s.call(failing(SpotifyOauthError("x", error="invalid_grant", error_description="Refresh token revoked"))[0])
     fn, calls = failing(http(403))
     with pytest.raises(SpotifyException):
@@ -97,7 +97,7 @@ def test_rate_limiter_holds_the_rate_across_threads():
 
 
 def test_entity_looked_up_once_across_threads():
-    cache = ingest.EntityCache("")
+    cache = store.EntityCache("")
     calls = []
 
     def fetch():
@@ -121,3 +121,17 @@ def test_batches_and_labels():
                                   ingest.UserOutcome("yuki", "rate_limited")])
     assert label == "ana ok 12, yuki rate-limited"
     assert len(ingest.summary_label([ingest.UserOutcome(f"user-{i}", "ok") for i in range(100)])) == 200
+
+
+def test_plan_batches_share_the_apps_request_budget_between_batches_running_at_once():
+    planned = ingest.plan_batches(list("abcde"), batch_size=2, app_requests_per_second=12, parallel_batches=2)
+    assert [b["user_ids"] for b in planned] == [["a", "b"], ["c", "d"], ["e"]]
+    assert {b["requests_per_second"] for b in planned} == {6.0}  # two at a time: half each
+    alone = ingest.plan_batches(["a"], batch_size=10, app_requests_per_second=12, parallel_batches=4)
+    assert alone[0]["requests_per_second"] == 12.0
+
+
+def test_count_outcomes_over_all_batches():
+    results = [[ingest.UserOutcome("a", "ok", plays=3).as_dict(), ingest.UserOutcome("b", "failed").as_dict()],
+               [ingest.UserOutcome("c", "ok", plays=4).as_dict()]]
+    assert ingest.count_outcomes(results) == {"plays": 7, "ok": 2, "failed": 1}

@@ -6,11 +6,11 @@ every imported track id that ingestion has not produced yet in `app.metadata_bac
 `spotify_ingest` drains a bounded slice of it every hour (`backfill`), after its
 per-user batches, so the two never compete for Spotify's per-app rate limit.
 
-Per run, at most `per_run` tracks (env `WRAPPED_METADATA_BACKFILL_PER_RUN`, default 200):
+Per run, at most `per_run` tracks (Variable `wrapped_metadata_backfill_per_run`, default 200):
 
 1. rows whose track ingestion produced meanwhile (`app.entity_cache`) are done without a look-up;
 2. `GET /v1/tracks/{id}` one id at a time (the batch look-ups are gone for development-mode
-   apps); its album and artists go through `ingest.complete_metadata`, the very code the hourly
+   apps); its album and artists go through `poll.complete_metadata`, the very code the hourly
    poll uses: entities already produced are dropped, incomplete ones (in practice artists, for
    their image) fetched with `/v1/albums/{id}` / `/v1/artists/{id}`, once per entity;
 3. produce (artists, albums, tracks), flush, and only then, in one transaction, record the
@@ -20,7 +20,7 @@ Whose token: catalogue look-ups answer the same for every user, so one run borro
 active user's refresh token: the user who queued the oldest pending row if still active (their
 own consent covers their own export), else any active user.
 
-Errors follow ingestion's policy (`ingest.UserSession`): short 429s are waited out; a long
+Errors follow ingestion's policy (`spotify.client.UserSession`): short 429s are waited out; a long
 429 or QUOTA_EXCEEDED stops this run (never a sleep for hours) and the rest waits for the
 next one; `invalid_grant` marks the token's owner `needs_reauth` and stops; 5xx/timeouts
 after the usual retries stop the run and count an attempt on that row; a 404 marks the row
@@ -38,13 +38,13 @@ from typing import Callable, Iterable
 
 from spotipy.exceptions import SpotifyException
 
-from weekly_wrapped import db
-from weekly_wrapped import contracts
-from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped import contracts, db
+from weekly_wrapped.ingest import poll, store
+from weekly_wrapped.ingest.poll import IngestConfig
 from weekly_wrapped.spotify import client as spotify
-from weekly_wrapped.users import accounts as users
-from weekly_wrapped.ingest.poll import IngestConfig, NeedsReauth, RateLimited, SpotifyUnavailable
 from weekly_wrapped.spotify import payloads
+from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, RateLimiter, SpotifyUnavailable, UserSession
+from weekly_wrapped.users import accounts as users
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,7 @@ def commit_run(dsn: str, produced: dict[str, list[str]], done: dict[str, str | N
                failed: dict[str, tuple[str, bool]]) -> None:
     """After Kafka acknowledged: entities known, rows done (with a note, e.g. 404), failures noted; atomically."""
     with db.transaction(dsn) as cur:
-        for topic, ids in produced.items():
-            if ids:
-                cur.execute("insert into app.entity_cache (entity_type, entity_id) "
-                            "select %s, unnest(%s::text[]) on conflict do nothing", (ingest.ENTITY_TYPES[topic], ids))
+        store.remember_entities(cur, produced)
         for track_id, note in done.items():
             cur.execute("update app.metadata_backlog set done_at = now(), last_error = %s, "
                         "attempts = attempts + %s where track_id = %s", (note, 1 if note else 0, track_id))
@@ -210,8 +207,8 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
         result.stopped = "no active user whose token could be used"
         return result
     refresh_token = users.refresh_token_of(cfg.dsn, cfg.fernet_key, result.token_user)
-    session = ingest.UserSession(cfg, refresh_token, ingest.RateLimiter(cfg.requests_per_second), sleep)
-    cache = ingest.EntityCache(cfg.dsn)
+    session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
+    cache = store.EntityCache(cfg.dsn)
     now_ms = int(time.time() * 1000)
 
     out = payloads.PollMessages()  # everything this run produces, one message per entity
@@ -228,7 +225,7 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
             msgs = payloads.PollMessages()
             payloads.add_track_entities(msgs, full, now_ms)
             # The album and artists only if still unknown, and only the incomplete ones are fetched.
-            to_produce = ingest.complete_metadata(session, cache, msgs, now_ms)
+            to_produce = poll.complete_metadata(session, cache, msgs, now_ms)
         except Exception as exc:
             step = on_error(exc)  # re-raises configuration errors (e.g. invalid_client)
             failed[track_id] = (f"{type(exc).__name__}: {exc}", step.count_attempt)
@@ -239,7 +236,7 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
                 result.stopped = f"{type(exc).__name__}: {exc}"
                 break
             continue
-        for topic in ingest.PRODUCE_ORDER:
+        for topic in poll.PRODUCE_ORDER:
             entities = msgs.entities(topic)
             for entity_id in to_produce[topic]:
                 out.entities(topic).setdefault(entity_id, entities[entity_id])
@@ -251,10 +248,10 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
         users.save_refresh_token(cfg.dsn, cfg.fernet_key, result.token_user, new_refresh)
 
     producer = StreamProducer(cfg.kafka_config, cfg.topics)
-    for topic in ingest.PRODUCE_ORDER:
+    for topic in poll.PRODUCE_ORDER:
         producer.send_all(((topic, m) for m in out.entities(topic).values()), validated=True)
     producer.flush(cfg.flush_timeout_s)  # raises DeliveryFailed: then nothing is marked done
-    produced = {topic: list(out.entities(topic)) for topic in ingest.PRODUCE_ORDER}
+    produced = {topic: list(out.entities(topic)) for topic in poll.PRODUCE_ORDER}
     result.produced = {topic: len(ids) for topic, ids in produced.items()}
     commit_run(cfg.dsn, produced, done, failed)
     log.info("metadata backfill: %s", result.as_dict())

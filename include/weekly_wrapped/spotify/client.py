@@ -5,7 +5,11 @@
   overridden on the `SpotifyOAuth` instance (spotipy has no constructor argument).
 - spotipy normally mounts a urllib3 `Retry` that honours `Retry-After` by sleeping,
   which can be hours on a 429. We hand it a plain `requests.Session` without retries,
-  so every error reaches our code with its headers and we decide (see `ingest.py`).
+  so every error reaches our code with its headers and `UserSession` decides:
+  a short 429 is waited out (holding back every user of the process: Spotify limits the
+  app), a long one or QUOTA_EXCEEDED raises `RateLimited` with the time to try again,
+  `invalid_grant` raises `NeedsReauth`, 5xx and network errors are retried with backoff
+  and then raise `SpotifyUnavailable`.
 - spotipy's DEBUG log prints request headers and token bodies; we keep its logger at
   INFO so tokens never reach a log.
 """
@@ -13,12 +17,20 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 from dataclasses import dataclass, field
 
 import requests
 import spotipy
 from spotipy.cache_handler import MemoryCacheHandler
+from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from spotipy.oauth2 import SpotifyOAuth
+
+from weekly_wrapped import contracts
+from weekly_wrapped.spotify import payloads
 
 REAL_API_BASE = "https://api.spotify.com/v1/"
 REAL_ACCOUNTS_BASE = "https://accounts.spotify.com"
@@ -106,3 +118,160 @@ def current_refresh_token(oauth: SpotifyOAuth) -> str | None:
     """The refresh token the manager holds now (Spotify may rotate it on refresh)."""
     info = oauth.cache_handler.get_cached_token() or {}
     return info.get("refresh_token")
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How `UserSession` treats errors."""
+
+    short_retry_after_s: int = 30  # a longer Retry-After gives up on the user for this run
+    quota_retry_s: int = 3600  # QUOTA_EXCEEDED without Retry-After: try again in an hour
+    max_attempts: int = 4  # per request, for 5xx / timeouts / short 429s
+    backoff_s: float = 1.0  # 1, 2, 4 s ... between 5xx attempts
+    max_pages: int = 20
+
+
+class RateLimited(Exception):
+    def __init__(self, reason: str, retry_at: datetime):
+        super().__init__(reason)
+        self.retry_at = retry_at
+
+
+class NeedsReauth(Exception):
+    pass
+
+
+class SpotifyUnavailable(Exception):
+    pass
+
+
+class RateLimiter:
+    """A token bucket shared by all threads; `pause(s)` holds everyone back (Spotify limits per app)."""
+
+    def __init__(self, per_second: float, burst: int | None = None):
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.capacity = burst or max(1, int(per_second))
+        self.tokens = float(self.capacity)
+        self.updated = time.monotonic()
+        self.paused_until = 0.0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) / self.interval)
+                self.updated = now
+                wait = max(self.paused_until - now, 0.0)
+                if not wait and self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = wait or (1 - self.tokens) * self.interval
+            time.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        with self.lock:
+            self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class UserSession:
+    """One user's spotipy client, with our error policy around every call."""
+
+    def __init__(self, app: SpotifyApp, policy: CallPolicy, refresh_token: str, limiter: RateLimiter,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.policy = policy
+        self.oauth = oauth_for_refresh_token(app, refresh_token)
+        self.sp = make_client(app, self.oauth)
+        self.limiter = limiter
+        self.sleep = sleep
+        self.refreshed_after_401 = False
+
+    def call(self, fn: Callable[[spotipy.Spotify], Any]) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.limiter.acquire()
+            try:
+                return fn(self.sp)
+            except SpotifyOauthError as exc:
+                if exc.error == "invalid_grant":
+                    raise NeedsReauth(f"refresh token rejected: {exc.error_description or exc.error}") from None
+                if exc.error == "invalid_client":
+                    raise  # our app's credentials are wrong: a configuration error, not transient
+                problem = f"token endpoint error {exc.error}"
+            except SpotifyException as exc:
+                if exc.http_status == 401 and not self.refreshed_after_401:
+                    # The access token expired (or was revoked) before spotipy's clock says so.
+                    self.refreshed_after_401 = True
+                    self.limiter.acquire()
+                    try:
+                        force_refresh(self.oauth)
+                    except SpotifyOauthError as oauth_exc:
+                        if oauth_exc.error == "invalid_grant":
+                            raise NeedsReauth(f"refresh token rejected: {oauth_exc.error_description}") from None
+                        raise
+                    continue
+                if exc.http_status == 429:
+                    header = payloads.retry_after_seconds(exc.headers, default=-1)
+                    if exc.reason == "QUOTA_EXCEEDED":
+                        retry = header if header >= 0 else self.policy.quota_retry_s
+                        raise RateLimited("QUOTA_EXCEEDED", _utcnow() + timedelta(seconds=max(retry, 1))) from None
+                    wait = max(header, 1)  # none or 0: a second
+                    if wait > self.policy.short_retry_after_s or attempt >= self.policy.max_attempts:
+                        raise RateLimited(f"429 Retry-After {wait}s", _utcnow() + timedelta(seconds=wait)) from None
+                    # Spotify's limit is per app: hold back every user of this process, then retry.
+                    self.limiter.pause(wait)
+                    continue
+                if exc.http_status >= 500:
+                    problem = f"Spotify {exc.http_status}"
+                else:
+                    raise
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = f"network error {type(exc).__name__}"
+            if attempt >= self.policy.max_attempts:
+                raise SpotifyUnavailable(f"{problem} after {attempt} attempts")
+            self.sleep(self.policy.backoff_s * 2 ** (attempt - 1))
+
+    def recently_played(self, after_ms: int | None) -> list[dict]:
+        """Every item after the cursor, following `next` while it moves forward."""
+        if after_ms is None:
+            page = self.call(lambda sp: sp.current_user_recently_played(limit=payloads.HISTORY_WINDOW))
+        else:
+            page = self.call(lambda sp: sp.current_user_recently_played(limit=payloads.HISTORY_WINDOW,
+                                                                       after=after_ms))
+        items = list(page.get("items") or [])
+        last_after = after_ms
+        for _ in range(self.policy.max_pages):
+            nxt = page.get("next")
+            if not nxt:
+                break
+            fwd = payloads.cursor_from_url(nxt, "after")
+            back = payloads.cursor_from_url(nxt, "before")
+            if fwd is not None:
+                if last_after is not None and fwd <= last_after:
+                    break  # not moving forward
+                last_after = fwd
+            elif back is None or (after_ms is not None and back <= after_ms):
+                break  # paging back past the cursor: nothing new there
+            current = page
+            page = self.call(lambda sp: sp.next(current))
+            if not page or not page.get("items"):
+                break
+            items.extend(page["items"])
+        return items
+
+    def entity(self, topic: str, entity_id: str) -> dict | None:
+        kind = {contracts.TRACKS_TOPIC: "track", contracts.ALBUMS_TOPIC: "album",
+                contracts.ARTISTS_TOPIC: "artist"}[topic]
+        try:
+            return self.call(lambda sp: getattr(sp, kind)(entity_id))
+        except SpotifyException as exc:
+            if exc.http_status == 404:
+                return None  # gone from Spotify: keep what the payload had
+            raise
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,12 @@
+"""Ingestion: Spotify listening into the four Kafka streams. Pure parts and I/O kept apart.
+
+- `poll`               hourly, per user: recently-played since the cursor, metadata, produce, move
+                       the cursor only after Kafka acknowledged (`ingest_users`, `plan_batches`)
+- `history_import`     a privacy export, validated whole, then produced (`import_export`)
+- `metadata_backfill`  full metadata for tracks known only from exports, a bounded slice per run
+- `store`              ingestion's tables: cursors, outcomes, gaps, the entity cache (I/O)
+- `producer`           the idempotent Kafka producer with delivery reports (I/O)
+
+Talking to Spotify (client, error policy, rate limit) is `weekly_wrapped.spotify.client`;
+turning its payloads into messages is `weekly_wrapped.spotify.payloads` (pure).
+"""

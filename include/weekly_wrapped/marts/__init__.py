@@ -1,0 +1,1 @@
+"""The dbt marts: running the dbt project (`dbt_runner`)."""
