@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Callable, Protocol
 
+from weekly_wrapped import db
 from weekly_wrapped.recap import store
 from weekly_wrapped.recap.facts import WeekFacts, facts_from_row, last_complete_week_start
 from weekly_wrapped.recap.grounding import choose_recap
@@ -28,12 +29,6 @@ class GeminiSettings(Protocol):  # weekly_wrapped.airflow.connections.GeminiApi 
     api_key: str
     model: str
     base_url: str | None
-
-
-def _connect(dsn: str):
-    import psycopg2
-
-    return psycopg2.connect(dsn, connect_timeout=10, application_name="weekly_wrapped.recap")
 
 
 def parse_week_start(value: str | date | None) -> date | None:
@@ -55,7 +50,7 @@ def recap_targets(dsn: str, run_after: datetime, week_start: str | date | None =
     zone at `run_after` (the run's time, never "now", so a rerun picks the same weeks).
     """
     override = parse_week_start(week_start)
-    with closing(_connect(dsn)) as conn:
+    with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
         users = store.active_users(conn)
         wanted = [
             (u["user_id"], override or last_complete_week_start(run_after, u["time_zone"])) for u in users
@@ -106,7 +101,7 @@ def send_weekly_recap(
     """
     week = parse_week_start(week_start)
     outcome = {"user_id": user_id, "week_start": week.isoformat()}
-    with closing(_connect(dsn)) as conn:
+    with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
         # Cheap early exit on retries/reruns: do not ask Gemini again for a week already sent.
         if store.already_sent(conn, user_id, week):
             return {**outcome, "status": "already_sent"}

@@ -18,7 +18,7 @@ from typing import Mapping
 
 import psycopg2
 
-from weekly_wrapped import contracts
+from weekly_wrapped import contracts, db
 from weekly_wrapped.streaming import parse, sink
 
 log = logging.getLogger("weekly_wrapped.consumer")
@@ -57,7 +57,7 @@ class BatchWriter:
 
     def _connect(self):
         if self.conn is None or self.conn.closed:
-            self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
+            self.conn = db.connect(self.dsn)
             sink.prepare_session(self.conn)
         return self.conn
 
