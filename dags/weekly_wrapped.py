@@ -73,14 +73,10 @@ def weekly_wrapped():
     @task
     def summarize(outcomes: list[dict]) -> dict:
         """Counts by status and recap source, for the run's log and XCom."""
-        outcomes = list(outcomes)
-        summary: dict[str, int] = {}
-        for outcome in outcomes:
-            summary[outcome["status"]] = summary.get(outcome["status"], 0) + 1
-            if outcome.get("recap_source") and outcome["status"] == "sent":
-                key = f"recap_{outcome['recap_source']}"
-                summary[key] = summary.get(key, 0) + 1
-        print(f"weekly_wrapped: {len(outcomes)} users: {summary}")
+        from weekly_wrapped.recap.job import count_outcomes
+
+        summary = count_outcomes(list(outcomes))
+        print(f"weekly_wrapped: {summary}")
         return summary
 
     summarize(send_recap.expand(target=find_recipients()))

@@ -30,12 +30,12 @@ def test_dag_sends_each_user_their_week_once(airflow_test_env, recap_db, db, gem
     }
 
     first = run_dag_test(env, "weekly_wrapped", {"week_start": "2026-11-16"})
-    assert "weekly_wrapped: 2 users: {'sent': 2, 'recap_gemini': 2}" in first
+    assert "weekly_wrapped: {'users': 2, 'sent': 2, 'recap_gemini': 2}" in first
     assert len(list(mailbox.glob("*.eml"))) == 2
 
     # A rerun sends nothing new: every (user, week) is recorded in app.sent_emails.
     again = run_dag_test(env, "weekly_wrapped", {"week_start": "2026-11-16"})
-    assert "weekly_wrapped: 2 users: {'already_sent': 2}" in again
+    assert "weekly_wrapped: {'users': 2, 'already_sent': 2}" in again
     assert len(list(mailbox.glob("*.eml"))) == 2
     with db.cursor() as cur:
         cur.execute("select user_id, recipient from app.sent_emails order by user_id")

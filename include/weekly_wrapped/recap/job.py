@@ -124,3 +124,14 @@ def send_weekly_recap(
     status = "sent" if sent else "already_sent"
     log.info("recap user=%s week=%s status=%s recap_source=%s", user_id, week, status, source)
     return {**outcome, "status": status, "recap_source": source, "message_id": message["Message-ID"]}
+
+
+def count_outcomes(outcomes: list[dict]) -> dict[str, int]:
+    """Users by status, and sent recaps by source (gemini / template), over a run's `send_weekly_recap` results."""
+    summary: dict[str, int] = {"users": len(outcomes)}
+    for outcome in outcomes:
+        summary[outcome["status"]] = summary.get(outcome["status"], 0) + 1
+        if outcome.get("recap_source") and outcome["status"] == "sent":
+            key = f"recap_{outcome['recap_source']}"
+            summary[key] = summary.get(key, 0) + 1
+    return summary
