@@ -35,6 +35,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+from wrapped_dev.fakes import serve_until_interrupted
 
 log = logging.getLogger("wrapped_dev.fakes.gemini")
 
@@ -341,12 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         args.host, args.port, args.api_key, mode=args.mode, fail_next=args.fail_next, fail_status=args.fail_status
     )
     log.info("fake Gemini listening on http://%s:%s", args.host, server.server_port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from wrapped_dev.fakes import demo_listener as dl
+from wrapped_dev.fakes import serve_until_interrupted
 
 ACCESS_TOKEN_SECONDS = 3600
 MAX_LIMIT = 50
@@ -505,12 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(args.port, args.host, fake)
     print(f"fake Spotify on http://{args.host}:{server.server_address[1]} "
           f"(seed {args.seed}, {args.users} users)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 if __name__ == "__main__":
