@@ -35,6 +35,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
 from wrapped_dev.fakes import serve_until_interrupted
 
 log = logging.getLogger("wrapped_dev.fakes.gemini")
