@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -332,7 +333,7 @@ def docker_compose_config(*env_files: Path) -> dict:
     for path in env_files:
         args += ["--env-file", str(path)]
     done = subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True,
-                          env={"PATH": os.defpath, "HOME": str(HERE)}, cwd=REPO_ROOT, timeout=60)
+                          env={"PATH": os.defpath, "HOME": tempfile.gettempdir()}, cwd=REPO_ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -340,9 +341,11 @@ def docker_compose_config(*env_files: Path) -> dict:
 @pytest.mark.parametrize("extra", [(), (DEMO_ENV,)], ids=["default", "demo"])
 def test_docker_compose_itself_reads_the_same_environments(extra):
     real = docker_compose_config(ENV_EXAMPLE, *extra)
-    ours = load_compose(example_env(*extra))
-    active = {n for n, s in ours["services"].items()
-              if not s.get("profiles") or set(s["profiles"]) & set(example_env(*extra).get("COMPOSE_PROFILES", "").split(","))}
+    env = example_env(*extra)
+    ours = load_compose(env)
+    profiles = set(env.get("COMPOSE_PROFILES", "").split(","))
+    active = {name for name, service in ours["services"].items()
+              if not service.get("profiles") or profiles & set(service["profiles"])}
     assert set(real["services"]) == active
     for name in active:
         assert {k: str(v) for k, v in (real["services"][name].get("environment") or {}).items()} \
