@@ -71,8 +71,8 @@ class Settings:
     smtp_port: int
     smtp_user: str
     smtp_password: str
-    smtp_ssl: bool
-    smtp_starttls: bool
+    smtp_disable_ssl: bool
+    smtp_disable_tls: bool
     smtp_from: str
     spark_master: str
     spark_driver_memory: str
@@ -151,8 +151,9 @@ def load_settings() -> Settings:
         smtp_port=int(_env("WRAPPED_SMTP_PORT", "8025")),
         smtp_user=_env("WRAPPED_SMTP_USER", ""),
         smtp_password=_env("WRAPPED_SMTP_PASSWORD", ""),
-        smtp_ssl=_env("WRAPPED_SMTP_SSL", "false") == "true",
-        smtp_starttls=_env("WRAPPED_SMTP_STARTTLS", "false") == "true",
+        # The SMTP provider's own switches, under the names docker-compose.yaml uses too.
+        smtp_disable_ssl=_env("WRAPPED_SMTP_DISABLE_SSL", "true") == "true",
+        smtp_disable_tls=_env("WRAPPED_SMTP_DISABLE_TLS", "true") == "true",
         smtp_from=_env("WRAPPED_SMTP_FROM", "Weekly Wrapped <wrapped@localhost>"),
         spark_master=_env("WRAPPED_SPARK_MASTER", "local[2]"),
         spark_driver_memory=_env("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),

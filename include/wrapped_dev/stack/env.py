@@ -71,8 +71,8 @@ def connections(settings: Settings) -> dict[str, str]:
             "login": settings.smtp_user,
             "password": settings.smtp_password,
             "extra": {
-                "disable_ssl": not settings.smtp_ssl,
-                "disable_tls": not settings.smtp_starttls,
+                "disable_ssl": settings.smtp_disable_ssl,
+                "disable_tls": settings.smtp_disable_tls,
                 "from_email": settings.smtp_from, "timeout": 30, "retry_limit": 3,
             },
         },
