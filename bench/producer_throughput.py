@@ -20,12 +20,13 @@ import time
 import uuid
 from statistics import median
 
+import msgspec
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from weekly_wrapped import contracts
 from wrapped_dev.config import load_settings
-from weekly_wrapped.ingest.producer import StreamProducer, producer_config, serialize
+from weekly_wrapped.ingest.producer import StreamProducer, producer_config
 
 
 def build_messages(n: int) -> list[dict]:
@@ -93,7 +94,8 @@ def main() -> None:
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
     try:
         messages = build_messages(args.messages)
-        records = [(contracts.message_key(contracts.PLAYS_TOPIC, m).encode(), serialize(m)) for m in messages]
+        # The bare loop's records, keyed and encoded as StreamProducer.send does (by user, compact JSON).
+        records = [(str(m["user_id"]).encode(), msgspec.json.encode(m)) for m in messages]
         print(f"{args.messages} messages of ~{sum(len(v) for _, v in records) // len(records)} bytes, "
               f"settings: idempotence={conf['enable.idempotence']} acks={conf['acks']} "
               f"compression={conf['compression.type']} linger.ms={conf['linger.ms']}", flush=True)

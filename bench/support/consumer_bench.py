@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import sys
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg2
 import pyarrow as pa
@@ -13,6 +15,11 @@ import pyarrow.csv as pacsv
 
 from weekly_wrapped import contracts
 from weekly_wrapped.streaming import sink
+
+# Private topics and databases as the tests make them (tests/support).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.kafka import create_stream_topics, delete_topics  # noqa: E402
+from tests.support.postgres import create_database, drop_database  # noqa: E402
 
 PLAYS_COLUMNS = [c for c, _ in sink.stage_columns(contracts.PLAYS)]
 
@@ -101,23 +108,13 @@ def private_consumer(settings, trigger_seconds: float | None = None):
     import shutil
     import tempfile
     from dataclasses import replace
-    from pathlib import Path
-
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     from weekly_wrapped.streaming import supervisor
 
     suffix = uuid.uuid4().hex[:8]
-    topics = {t: f"bench.{t}.{suffix}" for t in ("plays", "tracks", "albums", "artists")}
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    for future in admin.create_topics([NewTopic(name, 3 if t == "plays" else 1, 1)
-                                       for t, name in topics.items()]).values():
-        future.result()
+    topics = create_stream_topics(settings.kafka_bootstrap, "bench.")
     database = f"wrapped_bench_{suffix}"
-    admin_conn = psycopg2.connect(settings.warehouse_dsn)
-    admin_conn.autocommit = True
-    with admin_conn.cursor() as cur:
-        cur.execute(f"create database {database}")
+    create_database(settings.warehouse_dsn, database)
     state = Path(tempfile.mkdtemp(prefix="wrapped-bench-"))
     bench = replace(settings, state_dir=state, pg_database=database)
     bench.consumer.work_dir.mkdir(parents=True)
@@ -128,15 +125,8 @@ def private_consumer(settings, trigger_seconds: float | None = None):
         yield bench, topics, bench.warehouse_dsn
     finally:
         supervisor.stop(bench.consumer)
-        with admin_conn.cursor() as cur:
-            cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (database,))
-            cur.execute(f"drop database if exists {database}")
-        admin_conn.close()
-        for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
-            try:
-                future.result()
-            except Exception:
-                pass
+        drop_database(settings.warehouse_dsn, database)
+        delete_topics(settings.kafka_bootstrap, topics.values())
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -143,6 +143,3 @@ def validate(topic: str, message: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidMessage(f"{topic}: source must be one of {PLAY_SOURCES}, got {out['source']!r}")
     return out
 
-
-def message_key(topic: str, message: Mapping[str, Any]) -> str:
-    return str(message[STREAMS[topic].key])

@@ -1,4 +1,4 @@
-"""Consumer fixtures: one local SparkSession for the pure parse tests; a private database and
+"""Consumer fixtures: one local SparkSession for the parse tests; a private database and
 private topics per reliability test (so they run beside the shared stack's other users)."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ import sys
 
 import pytest
 
-from consumer_helpers import create_database, create_topics, delete_topics, drop_database, dsn_for
+from tests.support.kafka import private_topics
+from tests.support.postgres import private_database
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark_session():
+    """A local SparkSession for the pure DataFrame functions (no Kafka, no jars)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -31,16 +33,14 @@ def spark():
 
 
 @pytest.fixture
-def consumer_db(warehouse, settings):
-    """A database of the test's own on the stack's Postgres: (name, dsn)."""
-    name = create_database(settings.warehouse_dsn)
-    yield name, dsn_for(settings.warehouse_dsn, name)
-    drop_database(settings.warehouse_dsn, name)
+def consumer_db(postgres):
+    """A database of the test's own on the warehouse's server: (name, dsn)."""
+    with private_database(postgres.dsn, "wrapped_test_consumer") as (name, dsn):
+        yield name, dsn
 
 
 @pytest.fixture
-def topics(kafka_bootstrap):
+def topics(kafka):
     """Four fresh topics on the shared broker: {"plays": name, "tracks": ..., ...}."""
-    names = create_topics(kafka_bootstrap)
-    yield names
-    delete_topics(kafka_bootstrap, names)
+    with private_topics(kafka.bootstrap, "test.consumer.") as names:
+        yield names

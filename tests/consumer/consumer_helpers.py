@@ -1,8 +1,9 @@
-"""Building blocks of the consumer tests: unique topics, a private database, an acknowledging
-producer, the consumer as a subprocess, and the exactly-once assertion.
+"""Building blocks of the consumer tests: an acknowledging producer, the consumer as a
+subprocess, and the exactly-once assertion.
 
-Everything a test creates is its own (topic names and database names carry a random
-suffix) and is removed afterwards, so these tests run beside the shared stack's users.
+Private topics and databases, and the messages, come from `tests.support`: everything a
+test creates is its own (names carry a random suffix) and is removed afterwards, so these
+tests run beside the shared stack's users.
 """
 
 from __future__ import annotations
@@ -14,110 +15,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg2
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from weekly_wrapped import contracts
 from weekly_wrapped.streaming.supervisor import DSN_ENV
 from wrapped_dev.config import REPO_ROOT, load_settings
 
 JOB = REPO_ROOT / "spark" / "consume_streams.py"
 # Test-only keys of consumer_env(): what start_consumer() turns into the job's flags.
 BOOTSTRAP, JARS = "TEST_CONSUMER_BOOTSTRAP", "TEST_CONSUMER_JARS_DIR"
-PARTITIONS = {"plays": 3, "tracks": 1, "albums": 1, "artists": 1}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def create_topics(bootstrap: str) -> dict[str, str]:
-    """Four fresh topics ({"plays": name, ...}) shaped like the real ones."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {table: f"test.consumer.{table}.{suffix}" for table in PARTITIONS}
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(topics[t], num_partitions=n, replication_factor=1) for t, n in PARTITIONS.items()]
-    )
-    for future in futures.values():
-        future.result()
-    return topics
-
-
-def delete_topics(bootstrap: str, topics: dict[str, str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
-        try:
-            future.result()
-        except Exception:
-            pass  # already gone, or the (private) broker is already down
-
-
-def create_database(admin_dsn: str) -> str:
-    name = unique("wrapped_test_consumer")
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    conn.close()
-    return name
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
-        cur.execute(f'drop database if exists "{name}"')
-    conn.close()
-
-
-def dsn_for(base_dsn: str, database: str) -> str:
-    parts = [p for p in base_dsn.split() if not p.startswith("dbname=")]
-    return " ".join(parts + [f"dbname={database}"])
-
-
-def play(user: str, i: int, **overrides) -> dict:
-    message = {
-        "schema_version": contracts.SCHEMA_VERSION,
-        "user_id": user,
-        "played_at": 1_763_000_000_000 + i * 1000,
-        "track_id": f"track-{i % 17}",
-        "context_uri": None if i % 3 else f"spotify:playlist:{i % 5}",
-        "source": "api",
-        "ms_played": None,
-        "ingested_at": 1_763_100_000_000,
-    }
-    message.update(overrides)
-    return message
-
-
-def track(track_id: str, fetched_at: int, name: str = "Song") -> dict:
-    return {
-        "schema_version": 1, "track_id": track_id, "name": name, "duration_ms": 200_000,
-        "explicit": False, "popularity": None, "album_id": "album-1", "artist_ids": ["artist-1", "artist-2"],
-        "track_number": 3, "fetched_at": fetched_at,
-    }
-
-
-def album(album_id: str, fetched_at: int) -> dict:
-    return {
-        "schema_version": 1, "album_id": album_id, "name": "Album", "album_type": "album",
-        "release_date": "2024", "release_date_precision": "year", "artist_ids": ["artist-1"],
-        "image_url": None, "fetched_at": fetched_at,
-    }
-
-
-def artist(artist_id: str, fetched_at: int) -> dict:
-    return {
-        "schema_version": 1, "artist_id": artist_id, "name": "Artist", "genres": [],
-        "popularity": None, "followers": None, "image_url": None, "fetched_at": fetched_at,
-    }
 
 
 @dataclass

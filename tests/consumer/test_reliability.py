@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -25,22 +24,24 @@ from weekly_wrapped.streaming import supervisor
 from wrapped_dev.stack import kafka as stack_kafka
 from wrapped_dev.stack import postgres as stack_postgres
 
+from tests.support import unique
+from tests.support.kafka import create_stream_topics, delete_topics
+from tests.support.messages import album, artist, play, track
+from tests.support.ports import free_port
+
 from consumer_helpers import (
     AckingProducer,
-    album,
-    artist,
     assert_exactly_once,
     catch_up,
     consumer_env,
-    create_topics,
-    delete_topics,
-    play,
     query,
     start_consumer,
-    track,
-    unique,
     wait_for,
 )
+
+# The consumer job runs in these tests: it needs the Spark connector jars.
+pytestmark = pytest.mark.usefixtures("spark")
+
 
 # One of each kind the consumer must dead-letter, and where it is produced.
 MALFORMED = [
@@ -57,12 +58,6 @@ MALFORMED = [
 EXPECTED_REASONS = ["not JSON", "not UTF-8", "wrong type for 'played_at'", "missing required field 'track_id'",
                     "unknown schema_version 99", "oversized", "wrong type for 'popularity'",
                     "missing required field 'name'", "not JSON"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def produce_plays(producer: AckingProducer, user: str, start: int, count: int) -> list[dict]:
@@ -85,9 +80,9 @@ def rows_in(dsn: str) -> int:
 
 
 def test_duplicates_and_every_malformed_kind_then_a_replay_from_earliest(
-        topics, consumer_db, kafka_bootstrap, tmp_path):
+        topics, consumer_db, kafka, tmp_path):
     db, dsn = consumer_db
-    producer = AckingProducer(kafka_bootstrap, topics)
+    producer = AckingProducer(kafka.bootstrap, topics)
     user = unique("user")
     plays = produce_plays(producer, user, 0, 300)
     for p in plays[:120]:  # the same messages produced twice
@@ -99,7 +94,7 @@ def test_duplicates_and_every_malformed_kind_then_a_replay_from_earliest(
     producer.send("albums", album("a1", 5), key="a1")
     producer.send("artists", artist("r1", 5), key="r1")
     producer.flush()
-    env = consumer_env(db, kafka_bootstrap)
+    env = consumer_env(db, kafka.bootstrap)
     checkpoint = tmp_path / "checkpoint"
 
     catch_up(env, topics, checkpoint, tmp_path / "consumer.log", "--max-offsets-per-trigger", "100")
@@ -121,14 +116,14 @@ def test_duplicates_and_every_malformed_kind_then_a_replay_from_earliest(
     assert_exactly_once(dsn, producer.acked_plays, len(MALFORMED))
 
 
-def test_kill_9_before_commit_and_mid_batch_then_restart(topics, consumer_db, kafka_bootstrap, tmp_path):
+def test_kill_9_before_commit_and_mid_batch_then_restart(topics, consumer_db, kafka, tmp_path):
     db, dsn = consumer_db
-    producer = AckingProducer(kafka_bootstrap, topics)
+    producer = AckingProducer(kafka.bootstrap, topics)
     user = unique("user")
     produce_plays(producer, user, 0, 3000)
     producer.send("plays", b"garbage")
     producer.flush()
-    env = consumer_env(db, kafka_bootstrap)
+    env = consumer_env(db, kafka.bootstrap)
     checkpoint, log = tmp_path / "checkpoint", tmp_path / "consumer.log"
 
     # 1. Killed after batch 1's COPY and upserts, just before its COMMIT.
@@ -170,7 +165,7 @@ def private_kafka(settings, tmp_path_factory):
 def test_broker_stopped_and_started_while_producing(private_kafka, consumer_db, tmp_path):
     db, dsn = consumer_db
     bootstrap = private_kafka.kafka_bootstrap
-    topics = create_topics(bootstrap)
+    topics = create_stream_topics(bootstrap, "test.consumer.")
     producer = AckingProducer(bootstrap, topics)
     user = unique("user")
     env = consumer_env(db, bootstrap)
@@ -203,7 +198,7 @@ def test_broker_stopped_and_started_while_producing(private_kafka, consumer_db, 
     wait_for(lambda: rows_in(dsn) >= len(producer.acked_plays), 120, "the consumer to catch up")
     run.kill()
     assert_exactly_once(dsn, producer.acked_plays, 0)
-    delete_topics(bootstrap, topics)
+    delete_topics(bootstrap, topics.values())
 
 
 @pytest.fixture(scope="module")
@@ -216,14 +211,14 @@ def private_postgres(settings, tmp_path_factory):
     stack_postgres.stop(private)
 
 
-def test_postgres_restarted_while_the_consumer_writes(private_postgres, topics, kafka_bootstrap, tmp_path):
+def test_postgres_restarted_while_the_consumer_writes(private_postgres, topics, kafka, tmp_path):
     pg = private_postgres
     dsn = pg.warehouse_dsn
-    producer = AckingProducer(kafka_bootstrap, topics)
+    producer = AckingProducer(kafka.bootstrap, topics)
     user = unique("user")
     produce_plays(producer, user, 0, 30_000)
     producer.flush()
-    env = consumer_env(pg.pg_database, kafka_bootstrap, pg_port=pg.pg_port)
+    env = consumer_env(pg.pg_database, kafka.bootstrap, pg_port=pg.pg_port)
     run = start_consumer(env, topics, tmp_path / "checkpoint", tmp_path / "consumer.log", "continuous",
                          "--max-offsets-per-trigger", "3000", "--trigger-seconds", "0.5")
     wait_for(lambda: rows_in(dsn) > 0, 120, "the first plays in Postgres", interval=0.2)
@@ -239,13 +234,13 @@ def test_postgres_restarted_while_the_consumer_writes(private_postgres, topics, 
     assert_exactly_once(dsn, producer.acked_plays, 0)
 
 
-def test_supervisor_restarts_a_dead_consumer_and_catches_up(settings, topics, consumer_db, kafka_bootstrap, tmp_path):
+def test_supervisor_restarts_a_dead_consumer_and_catches_up(settings, topics, consumer_db, kafka, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
     private = replace(settings, state_dir=state, pg_database=db)
     private.consumer.work_dir.mkdir(parents=True)
     private.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
-    producer = AckingProducer(kafka_bootstrap, topics)
+    producer = AckingProducer(kafka.bootstrap, topics)
     user = unique("user")
     produce_plays(producer, user, 0, 2000)
     producer.flush()

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from weekly_wrapped import contracts
-from wrapped_dev.stack.postgres import apply_schema
+from weekly_wrapped.db import apply_schema
 from weekly_wrapped.streaming import sink
 
 from consumer_helpers import query

@@ -19,17 +19,24 @@ from weekly_wrapped.streaming import supervisor
 
 from wrapped_dev.stack.env import connections, variables
 
-from consumer_helpers import AckingProducer, assert_exactly_once, play, unique, wait_for
+from tests.support import unique
+from tests.support.messages import play
+
+from consumer_helpers import AckingProducer, assert_exactly_once, wait_for
+
+# The consumer job runs in these tests: it needs the Spark connector jars.
+pytestmark = pytest.mark.usefixtures("spark")
+
 
 def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
-        airflow_test_env, settings, topics, consumer_db, kafka_bootstrap, tmp_path):
+        airflow_test_env, settings, topics, consumer_db, kafka, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
     private = replace(settings, state_dir=state, pg_database=db)
     private.consumer.work_dir.mkdir(parents=True)
     private.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
     env = {**airflow_test_env, **connections(private), **variables(private)}
-    producer = AckingProducer(kafka_bootstrap, topics)
+    producer = AckingProducer(kafka.bootstrap, topics)
     user = unique("user")
     for i in range(500):
         producer.send("plays", play(user, i), key=user)

@@ -16,10 +16,10 @@ import psycopg2.extras
 import pytest
 
 import weekly_wrapped
-from wrapped_dev.config import Settings
 from weekly_wrapped.marts.dbt_runner import Warehouse, dbt_command, dbt_env, default_dbt_bin, run_dbt
 
 from listening_history import seed_listening_history
+from tests.support.postgres import create_database
 
 SCHEMA_SQL = Path(weekly_wrapped.__file__).parent / "sql" / "schema.sql"
 
@@ -48,17 +48,15 @@ class DbtRun:
 
 
 @pytest.fixture(scope="session")
-def dbt_test_database(stack: Settings, warehouse) -> Warehouse:
+def dbt_test_database(postgres, warehouse) -> Warehouse:
+    """The test database, made afresh (an old one is replaced) with the platform's schema.sql;
+    kept after the session, to look at what dbt built."""
     name = os.environ.get("WRAPPED_DBT_TEST_DATABASE", "wrapped_dbt_test")
-    admin = warehouse()
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}" with (force)')
-        cur.execute(f'create database "{name}"')
-    test_db = Warehouse(stack.pg_host, stack.pg_port, stack.pg_user, stack.pg_password, name)
-    conn = warehouse(_dsn(test_db))
+    dsn = create_database(postgres.dsn, name, replace=True)
+    conn = warehouse(dsn)
     with conn.cursor() as cur:
         cur.execute(SCHEMA_SQL.read_text())
-    return test_db
+    return Warehouse(postgres.host, postgres.port, postgres.user, postgres.password, name)
 
 
 @pytest.fixture(scope="session")

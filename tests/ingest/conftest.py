@@ -17,7 +17,6 @@ import psycopg2
 import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from wrapped_dev import demo_users
 from weekly_wrapped import contracts
@@ -26,6 +25,8 @@ from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.users import accounts as users
 from wrapped_dev.fakes import demo_listener as dl
 from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server, parse_instant
+
+from tests.support.kafka import create_topics, delete_topics
 
 FROZEN_NOW = "2026-11-20T18:30:00Z"
 
@@ -105,8 +106,9 @@ class IngestEnv:
 
 
 @pytest.fixture
-def make_ingest_env(stack, settings, kafka_bootstrap):
+def make_ingest_env(postgres, kafka, settings):
     """A factory: `make_ingest_env(n_users=3, **config overrides)` -> IngestEnv; all cleaned up after the test."""
+    kafka_bootstrap = kafka.bootstrap
     cleanups = []
 
     def make(n_users: int = 3, **overrides) -> IngestEnv:
@@ -119,11 +121,9 @@ def make_ingest_env(stack, settings, kafka_bootstrap):
         app = spotify.SpotifyApp("demo-client-id", "demo-client-secret", f"{base}/v1/", base)
 
         topics = {t: f"{prefix}{t}" for t in contracts.TOPICS}
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-        for f in admin.create_topics([NewTopic(n, 1, 1) for n in topics.values()]).values():
-            f.result(30)
+        create_topics(kafka_bootstrap, {name: 1 for name in topics.values()})
 
-        dsn = settings.warehouse_dsn
+        dsn = postgres.dsn
         env = IngestEnv(base, app, fake, None, [], topics, kafka_bootstrap, dsn, parse_instant(FROZEN_NOW))
 
         def cleanup():
@@ -137,11 +137,7 @@ def make_ingest_env(stack, settings, kafka_bootstrap):
                     (ids, list(cat.tracks)))
             for table in ("app.ingest_outcomes", "app.ingest_gaps", "app.ingest_cursors", "app.users"):
                 env.sql(f"delete from {table} where user_id = any(%s)", (ids,))
-            for f in admin.delete_topics(list(topics.values())).values():
-                try:
-                    f.result(30)
-                except Exception:
-                    pass
+            delete_topics(kafka_bootstrap, topics.values())
 
         cleanups.append(cleanup)
         env.user_ids = demo_users.onboard_demo_users(settings, dsn=dsn, app=app)

@@ -10,31 +10,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest import producer
 from wrapped_dev.stack import kafka as stack_kafka
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.kafka import create_topics
+from tests.support.ports import free_port
 
 
 class PrivateBroker:
     def __init__(self, settings, root):
         self.jars = stack_kafka.jar_dir(settings)
         self.root = root
-        self.port, self.controller = _free_port(), _free_port()
+        self.port, self.controller = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.config = root / "server.properties"
         self.config.write_text("\n".join([
@@ -76,7 +72,8 @@ class PrivateBroker:
 
 
 @pytest.fixture
-def private_broker(stack, settings, tmp_path):
+def private_broker(settings, tmp_path):
+    stack_kafka.ensure_jars(settings)  # the stack's broker jars, resolved if missing
     broker = PrivateBroker(settings, tmp_path)
     broker.start()
     yield broker
@@ -86,9 +83,7 @@ def private_broker(stack, settings, tmp_path):
 def test_broker_killed_mid_flush_then_retry_from_the_same_cursor(make_ingest_env, private_broker, monkeypatch):
     env = make_ingest_env()
     # The env's topics, on the private broker instead.
-    admin = AdminClient({"bootstrap.servers": private_broker.bootstrap})
-    for f in admin.create_topics([NewTopic(n, 1, 1) for n in env.topics.values()]).values():
-        f.result(30)
+    create_topics(private_broker.bootstrap, {name: 1 for name in env.topics.values()})
     kafka_config = {"bootstrap.servers": private_broker.bootstrap, "message.timeout.ms": 3000,
                     "linger.ms": 500}  # messages wait in the queue: the kill lands inside the flush
     ana, marcus, yuki = env.user_ids

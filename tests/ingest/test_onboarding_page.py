@@ -17,7 +17,7 @@ from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server
 from weekly_wrapped.users.onboarding import create_app
 
 
-def test_connect_spotify_with_email_and_time_zone(stack, settings):
+def test_connect_spotify_with_email_and_time_zone(postgres, settings):
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     server = make_server(0, fake=FakeSpotify(n_users=1, user_prefix=prefix))
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -5,15 +5,29 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from weekly_wrapped import contracts
-from weekly_wrapped.ingest.producer import DeliveryFailed, StreamProducer, producer_config, serialize
+from weekly_wrapped.ingest.producer import DeliveryFailed, StreamProducer, producer_config
+
+from tests.support import messages
+from tests.support.kafka import private_topics
 
 
 def play(i):
-    return {"user_id": f"u{i % 3}", "played_at": 1_795_000_000_000 + i, "track_id": f"t{i}", "context_uri": None,
-            "source": "api", "ms_played": None, "ingested_at": 1_795_000_100_000}
+    return messages.play(f"u{i % 3}", i)
+
+
+class Wire:
+    """Stands in for confluent_kafka.Producer: keeps what `StreamProducer` hands to librdkafka."""
+
+    def __init__(self):
+        self.produced = []
+
+    def produce(self, topic, value, key, on_delivery=None):
+        self.produced.append((topic, key, value))
+
+    def poll(self, timeout=0):
+        return 0
 
 
 def test_safety_settings_cannot_be_weakened():
@@ -23,10 +37,19 @@ def test_safety_settings_cannot_be_weakened():
     assert conf["compression.type"] == "lz4"  # tuning stays configurable
 
 
-def test_serialization_is_compact_json_with_schema_version_first():
-    value = contracts.validate(contracts.PLAYS_TOPIC, play(1))
-    assert serialize(value) == json.dumps(value, separators=(",", ":")).encode()
-    assert serialize(value).startswith(b'{"schema_version":1,')
+def test_send_produces_compact_json_with_schema_version_first_keyed_by_the_contract():
+    wire = Wire()
+    p = StreamProducer({"bootstrap.servers": "unused:9092"}, topics={contracts.PLAYS_TOPIC: "my.plays"}, producer=wire)
+    unordered = dict(reversed(list(play(1).items())))  # field order on the wire is the contract's, not the caller's
+    p.send_all([(contracts.PLAYS_TOPIC, unordered),
+                (contracts.TRACKS_TOPIC, messages.track("t7", 5, name="Ünïcode"))])
+    (plays_topic, plays_key, plays_value), (tracks_topic, tracks_key, tracks_value) = wire.produced
+    assert (plays_topic, plays_key) == ("my.plays", b"u1")
+    assert plays_value == (b'{"schema_version":1,"user_id":"u1","played_at":1763000001000,"track_id":"track-1",'
+                           b'"context_uri":null,"source":"api","ms_played":null,"ingested_at":1763100000000}')
+    assert (tracks_topic, tracks_key) == (contracts.TRACKS_TOPIC, b"t7")
+    assert json.loads(tracks_value)["name"] == "Ünïcode" and tracks_value.startswith(b'{"schema_version":1,')
+    assert p.report.produced == 2
 
 
 def test_invalid_messages_are_refused_before_producing():
@@ -36,11 +59,11 @@ def test_invalid_messages_are_refused_before_producing():
     assert p.report.produced == 0
 
 
-def test_full_local_queue_is_waited_out_and_every_message_acknowledged(stack, kafka_bootstrap):
-    topic = f"t{uuid.uuid4().hex[:8]}-{contracts.PLAYS_TOPIC}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
-    try:
+def test_full_local_queue_is_waited_out_and_every_message_acknowledged(kafka):
+    kafka_bootstrap = kafka.bootstrap
+    with private_topics(kafka_bootstrap, names={"plays": f"t{uuid.uuid4().hex[:8]}-{contracts.PLAYS_TOPIC}"},
+                        partitions=2) as topics:
+        topic = topics["plays"]
         # A 50-message local queue: producing 2,000 hits BufferError again and again.
         p = StreamProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 50},
                            topics={contracts.PLAYS_TOPIC: topic})
@@ -58,8 +81,6 @@ def test_full_local_queue_is_waited_out_and_every_message_acknowledged(stack, ka
                 keys.setdefault(msg.key(), set()).add(msg.partition())
         c.close()
         assert sum(1 for _ in keys) == 3 and all(len(parts) == 1 for parts in keys.values())  # keyed by user
-    finally:
-        admin.delete_topics([topic])[topic].result(30)
 
 
 def test_undelivered_messages_fail_the_flush():

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from importlib import resources
 
 import psycopg2
 import pytest
 
-from recap_helpers import free_port, make_row, mart_contract_columns
+from recap_helpers import make_row, mart_contract_columns
+from tests.support.ports import free_port
+from tests.support.postgres import private_database
 
 from wrapped_dev.fakes.gemini_server import make_server
 from wrapped_dev.fakes.smtp_sink import start_sink
@@ -78,13 +78,6 @@ def mailbox(tmp_path, monkeypatch):
     controller.stop()
 
 
-def _server_dsn(settings, dbname: str) -> str:
-    return (
-        f"host={settings.pg_host} port={settings.pg_port} dbname={dbname} "
-        f"user={settings.pg_user} password={settings.pg_password}"
-    )
-
-
 def wrapped_weekly_stand_in() -> str:
     """DDL for a marts.wrapped_weekly with exactly the columns and types of the dbt contract."""
     columns = mart_contract_columns()
@@ -93,32 +86,15 @@ def wrapped_weekly_stand_in() -> str:
 
 
 @pytest.fixture(scope="session")
-def recap_db(request, settings):
-    """DSN of a private database: the real schema.sql plus a marts.wrapped_weekly stand-in.
-
-    Uses the running Postgres; if none answers, the shared `stack` fixture starts it
-    (a missing service is an error, never a skip).
-    """
-    admin_dsn = _server_dsn(settings, settings.pg_database)
-    try:
-        psycopg2.connect(admin_dsn, connect_timeout=5).close()
-    except psycopg2.OperationalError:
-        request.getfixturevalue("stack")
-    name = f"wrapped_recap_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(admin_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    dsn = _server_dsn(settings, name)
-    conn = psycopg2.connect(dsn)
-    with conn, conn.cursor() as cur:
-        cur.execute(resources.files("weekly_wrapped").joinpath("sql/schema.sql").read_text())
-        cur.execute(wrapped_weekly_stand_in())
-    conn.close()
-    yield dsn
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}" with (force)')
-    admin.close()
+def recap_db(postgres):
+    """DSN of a private database on the warehouse's server: the real schema.sql plus a
+    marts.wrapped_weekly stand-in."""
+    with private_database(postgres.dsn, "wrapped_recap_test", schema=True) as (_, dsn):
+        conn = psycopg2.connect(dsn)
+        with conn, conn.cursor() as cur:
+            cur.execute(wrapped_weekly_stand_in())
+        conn.close()
+        yield dsn
 
 
 @pytest.fixture

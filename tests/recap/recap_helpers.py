@@ -1,4 +1,4 @@
-"""Helpers for the recap tests: sample marts.wrapped_weekly rows, free ports.
+"""Helpers for the recap tests: sample marts.wrapped_weekly rows, users and weeks in a test database.
 
 A plain module rather than conftest, so test files can import it by a unique name.
 """
@@ -6,7 +6,6 @@ A plain module rather than conftest, so test files can import it by a unique nam
 from __future__ import annotations
 
 import json
-import socket
 from datetime import date
 from decimal import Decimal
 
@@ -71,12 +70,6 @@ def make_row(**overrides) -> dict:
     }
     row.update(overrides)
     return row
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active") -> None:

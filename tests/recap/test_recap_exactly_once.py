@@ -145,6 +145,9 @@ def test_targets_are_active_users_with_a_row_for_their_week(recap_db, db):
 def test_week_row_prefers_the_marts_time_zone(recap_db, db, ada):
     import psycopg2
 
+    # The week was computed in Berlin (the mart's row); the listener has since moved to New York.
+    with db.cursor() as cur:
+        cur.execute("update app.users set time_zone = 'America/New_York' where user_id = %s", (ada,))
     with psycopg2.connect(recap_db) as conn:
         row = store.week_row(conn, ada, WEEK)
     conn.close()

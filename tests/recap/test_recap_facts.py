@@ -35,10 +35,15 @@ def test_optional_columns_may_be_missing_or_null():
     assert "top_genres" not in prompt_facts and "plays_change_vs_previous_week" not in prompt_facts
 
 
-def test_unknown_time_zone_falls_back_to_utc_and_weekday_numbers_are_iso():
-    facts = facts_from_row(make_row(time_zone="Mars/Olympus", busiest_weekday_name=None, busiest_weekday=7))
+def test_unknown_time_zone_falls_back_to_utc():
+    facts = facts_from_row(make_row(time_zone="Mars/Olympus"))
     assert facts.time_zone == "UTC"
-    assert facts.busiest_weekday == "Sunday"
+
+
+def test_busiest_weekday_is_the_marts_name_not_its_number():
+    # busiest_weekday (ISO number) and busiest_weekday_name disagree here on purpose.
+    facts = facts_from_row(make_row(busiest_weekday=7, busiest_weekday_name="Wednesday"))
+    assert facts.busiest_weekday == "Wednesday"
 
 
 def test_no_previous_week_means_no_change_in_the_facts():
@@ -62,12 +67,43 @@ def test_last_complete_week_is_computed_in_the_users_zone():
     )
 
 
-def test_column_names_follow_the_marts_contract():
-    """The names the recap reads first are the dbt contract's, and the sample row has them all."""
+def test_facts_read_only_the_marts_contract_columns():
+    """Every column facts_from_row reads is one the dbt contract declares (or app.users adds),
+    and every fact the e-mail shows comes from one of them."""
+    from collections.abc import Mapping
+
     from recap_helpers import mart_contract_columns
 
-    from weekly_wrapped.recap.facts import COLUMNS
+    class Recording(Mapping):
+        def __init__(self, row):
+            self.row, self.read = row, set()
+
+        def __getitem__(self, key):
+            self.read.add(key)
+            return self.row[key]
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return self.row.get(key, default)
+
+        def __iter__(self):
+            return iter(self.row)
+
+        def __len__(self):
+            return len(self.row)
 
     contract = mart_contract_columns()
-    assert {names[0] for names in COLUMNS.values()} <= set(contract)
+    row = Recording(make_row())
+    facts_from_row(row)
+    assert row.read - {"display_name", "email"} <= set(contract)
+    assert row.read >= {"minutes_listened", "busiest_weekday_name", "longest_streak_days", "minutes_listened_change"}
     assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at"}
+
+
+def test_count_outcomes_counts_users_by_status_and_sent_recaps_by_source():
+    from weekly_wrapped.recap.job import count_outcomes
+
+    outcomes = [{"status": "sent", "recap_source": "gemini"}, {"status": "sent", "recap_source": "template"},
+                {"status": "already_sent", "recap_source": None}, {"status": "no_data"}]
+    assert count_outcomes(outcomes) == {"users": 4, "sent": 2, "recap_gemini": 1, "recap_template": 1,
+                                        "already_sent": 1, "no_data": 1}

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from recap_helpers import free_port, make_row
+from recap_helpers import make_row
+
+from tests.support.ports import free_port
 
 from wrapped_dev.fakes.smtp_sink import eml_name
 from weekly_wrapped.recap.facts import facts_from_row

@@ -2,8 +2,8 @@
 
 Every number the e-mail or the prompt shows comes from here, already rounded the way it
 is shown, so the prompt, the grounding check and the rendered e-mail agree digit for
-digit. The mart is built in parallel by the dbt model; optional columns may be missing
-or null (genres are null for new Spotify apps), and the conversion tolerates that.
+digit. It reads the mart's own column names; optional columns may be missing or null
+(genres are null for new Spotify apps), and the conversion tolerates that.
 """
 
 from __future__ import annotations
@@ -14,34 +14,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-# Column names in marts.wrapped_weekly (dbt_project/models/marts/wrapped_weekly.yml is the
-# contract), first match wins. Every column but user_id and week_start may be absent or null.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "minutes": ("minutes_listened", "minutes"),
-    "plays": ("plays",),
-    "distinct_tracks": ("distinct_tracks",),
-    "distinct_artists": ("distinct_artists",),
-    "top_tracks": ("top_tracks",),
-    "top_artists": ("top_artists",),
-    "top_albums": ("top_albums",),
-    "top_genres": ("top_genres",),
-    "top_new_artists": ("top_new_artists",),
-    "busiest_hour": ("busiest_hour",),
-    "busiest_weekday": ("busiest_weekday_name", "busiest_weekday"),
-    "new_tracks": ("new_tracks",),
-    "new_artists": ("new_artists",),
-    "days_with_plays": ("days_with_plays",),
-    "longest_streak": ("longest_streak_days",),
-    "previous_week_plays": ("previous_week_plays",),
-    "plays_change": ("plays_change",),
-    "minutes_change": ("minutes_listened_change",),
-    "has_gap": ("has_gap",),
-    "time_zone": ("time_zone",),
-}
-
 
 @dataclass(frozen=True)
 class TopItem:
@@ -143,13 +115,6 @@ def _item_fact(item: TopItem) -> dict:
 # ---- from a row ------------------------------------------------------------------------
 
 
-def _pick(row: Mapping[str, Any], key: str) -> Any:
-    for name in COLUMNS[key]:
-        if name in row and row[name] is not None:
-            return row[name]
-    return None
-
-
 def _int(value: Any) -> int | None:
     if value is None or value == "":
         return None
@@ -162,21 +127,6 @@ def _as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
-
-
-def _weekday(value: Any) -> str | None:
-    """A weekday name from a name, or from an ISO day number (1 = Monday .. 7 = Sunday)."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float, Decimal)) or str(value).strip().isdigit():
-        number = int(value)
-        # ISO numbering (Postgres isodow); 0 is Sunday in Postgres' plain dow.
-        return WEEKDAYS[(number - 1) % 7] if number else "Sunday"
-    text = str(value).strip()
-    for name in WEEKDAYS:
-        if name.lower().startswith(text.lower()[:3]):
-            return name
-    return text.title() or None
 
 
 def _items(value: Any, limit: int = 5) -> tuple[TopItem, ...]:
@@ -221,30 +171,34 @@ def valid_time_zone(name: str | None) -> str:
 
 
 def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
-    """`WeekFacts` from one `marts.wrapped_weekly` row (optionally joined with app.users)."""
+    """`WeekFacts` from one `marts.wrapped_weekly` row (optionally joined with app.users).
+
+    Reads the mart's own column names (dbt_project/models/marts/wrapped_weekly.yml is the
+    contract); every column but user_id and week_start may be absent or null.
+    """
     return WeekFacts(
         user_id=str(row["user_id"]),
         week_start=_as_date(row["week_start"]),
-        time_zone=valid_time_zone(_pick(row, "time_zone")),
-        minutes=_minutes(_pick(row, "minutes")) or Decimal("0.0"),
-        plays=_int(_pick(row, "plays")) or 0,
-        distinct_tracks=_int(_pick(row, "distinct_tracks")),
-        distinct_artists=_int(_pick(row, "distinct_artists")),
-        top_tracks=_items(_pick(row, "top_tracks")),
-        top_artists=_items(_pick(row, "top_artists")),
-        top_albums=_items(_pick(row, "top_albums")),
-        top_genres=_items(_pick(row, "top_genres")),
-        top_new_artists=_items(_pick(row, "top_new_artists")),
-        busiest_hour=_int(_pick(row, "busiest_hour")),
-        busiest_weekday=_weekday(_pick(row, "busiest_weekday")),
-        new_tracks=_int(_pick(row, "new_tracks")),
-        new_artists=_int(_pick(row, "new_artists")),
-        days_with_plays=_int(_pick(row, "days_with_plays")),
-        longest_streak_days=_int(_pick(row, "longest_streak")),
-        previous_week_plays=_int(_pick(row, "previous_week_plays")),
-        plays_change=_int(_pick(row, "plays_change")),
-        minutes_change=_minutes(_pick(row, "minutes_change")),
-        has_gap=bool(_pick(row, "has_gap")),
+        time_zone=valid_time_zone(row.get("time_zone")),
+        minutes=_minutes(row.get("minutes_listened")) or Decimal("0.0"),
+        plays=_int(row.get("plays")) or 0,
+        distinct_tracks=_int(row.get("distinct_tracks")),
+        distinct_artists=_int(row.get("distinct_artists")),
+        top_tracks=_items(row.get("top_tracks")),
+        top_artists=_items(row.get("top_artists")),
+        top_albums=_items(row.get("top_albums")),
+        top_genres=_items(row.get("top_genres")),
+        top_new_artists=_items(row.get("top_new_artists")),
+        busiest_hour=_int(row.get("busiest_hour")),
+        busiest_weekday=row.get("busiest_weekday_name") or None,
+        new_tracks=_int(row.get("new_tracks")),
+        new_artists=_int(row.get("new_artists")),
+        days_with_plays=_int(row.get("days_with_plays")),
+        longest_streak_days=_int(row.get("longest_streak_days")),
+        previous_week_plays=_int(row.get("previous_week_plays")),
+        plays_change=_int(row.get("plays_change")),
+        minutes_change=_minutes(row.get("minutes_listened_change")),
+        has_gap=bool(row.get("has_gap")),
         display_name=row.get("display_name"),
         email=row.get("email"),
     )

@@ -218,33 +218,6 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
     )
 
 
-def valid_rows(checked: DataFrame, topic: str, stream: contracts.Stream) -> DataFrame:
-    """The valid messages of one topic: the contract's fields, then their Kafka position
-    (`schemas.row_schema(stream)`)."""
-    return checked.where((F.col("kafka_topic") == topic) & F.col("error").isNull()).select(
-        f"{stream_column(stream)}.*", "kafka_topic", "kafka_partition", "kafka_offset"
-    )
-
-
-def dead_letters(checked: DataFrame) -> DataFrame:
-    """The invalid messages, shaped as `schemas.DEAD_LETTER_SCHEMA`."""
-    return checked.where(F.col("error").isNotNull()).select(
-        F.col("kafka_topic").alias("topic"),
-        F.col("kafka_partition").alias("partition"),
-        F.col("kafka_offset").alias("offset"),
-        "payload",
-        "error",
-    )
-
-
-def split_batch(
-    batch: DataFrame, topics: Mapping[str, contracts.Stream] = contracts.STREAMS
-) -> tuple[dict[str, DataFrame], DataFrame]:
-    """A whole Kafka batch as ({topic: valid rows}, dead letters of every topic)."""
-    checked = check_batch(batch, topics)
-    return {name: valid_rows(checked, name, stream) for name, stream in topics.items()}, dead_letters(checked)
-
-
 def for_sink(checked: DataFrame, topics: Mapping[str, contracts.Stream]) -> DataFrame:
     """`check_batch`'s result as the sink takes it, in one piece (one Spark job per batch):
     Kafka position, error, payload, and per stream its fields in `sink.stage_columns` order,
