@@ -1,8 +1,14 @@
 """dbt_build: rebuild the dbt marts whenever the raw tables change.
 
-Scheduled on the RAW_PLAYS asset (updated by the Spark consumer's supervisor); runs
-`dbt build` of dbt_project/ (models, data tests and unit tests) against the warehouse of the
-`postgres_default` connection, and marks MARTS_WRAPPED updated for the weekly recap.
+Scheduled on the RAW_PLAYS asset (updated by the Spark consumer's supervisor). dbt_project/
+is rendered by astronomer-cosmos as one task per model (`dbt.<model>.run`) and one per
+model's tests (`dbt.<model>.test`, data tests and unit tests), in dbt's dependency order; a
+model's tests gate everything built on it, as in `dbt build`. Each task runs dbt (in its own
+virtualenv) against the warehouse of the `postgres_default` connection. When every model and
+test passed, `marts_built` marks MARTS_WRAPPED updated for the weekly recap.
+
+Param `full_refresh` rebuilds the incremental `fct_plays` from scratch (`--full-refresh`).
+How the DAG parses without dbt or a database: `weekly_wrapped.marts.cosmos_config`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
+from weekly_wrapped.marts.cosmos_config import dbt_task_group
 
 DAG_ID = "dbt_build"
 
@@ -35,21 +42,16 @@ DAG_ID = "dbt_build"
     },
 )
 def dbt_build():
-    @task(outlets=[MARTS_WRAPPED], execution_timeout=timedelta(minutes=30))
-    def build_marts(**context) -> dict[str, int]:
-        from airflow.sdk import Connection
+    models_and_tests = dbt_task_group("dbt")
 
-        from weekly_wrapped.airflow.connections import WAREHOUSE_CONN_ID
-        from weekly_wrapped.marts.dbt_runner import build_marts as run_dbt_build
-        from weekly_wrapped.marts.dbt_runner import warehouse_from_connection
+    @task(outlets=[MARTS_WRAPPED])
+    def marts_built(params=None, outlet_events=None) -> dict:
+        """Every model and test passed: announce the marts to the weekly recap."""
+        extra = {"full_refresh": bool(params["full_refresh"])}
+        outlet_events[MARTS_WRAPPED].extra = extra
+        return extra
 
-        warehouse = warehouse_from_connection(Connection.get(WAREHOUSE_CONN_ID))
-        extra_args = ("--full-refresh",) if context["params"]["full_refresh"] else ()
-        statuses = run_dbt_build(warehouse, extra_args=extra_args)
-        context["outlet_events"][MARTS_WRAPPED].extra = {"dbt_statuses": statuses}
-        return statuses
-
-    build_marts()
+    models_and_tests >> marts_built()
 
 
 dbt_build()

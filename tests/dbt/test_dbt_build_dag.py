@@ -1,30 +1,178 @@
-"""The dbt_build DAG: runs on RAW_PLAYS, announces MARTS_WRAPPED, only wires dbt_runner."""
+"""The dbt_build DAG: cosmos renders one task per model and per model's tests; it runs on
+RAW_PLAYS, announces MARTS_WRAPPED at the end, and builds the marts for real with dag.test()."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "dbt_build.py"
+import pytest
+
+import weekly_wrapped
+from weekly_wrapped.marts.dbt_runner import Warehouse
+from weekly_wrapped.marts.manifest import RENDER_MANIFEST, dumps, parse_project, render_manifest
+
+from listening_history import PLAYS, seed_listening_history
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAG_FILE = REPO_ROOT / "dags" / "dbt_build.py"
+SCHEMA_SQL = Path(weekly_wrapped.__file__).parent / "sql" / "schema.sql"
+DAG_DATABASE = "wrapped_dbt_dag_test"
 
 
-def test_dbt_build_dag_wiring():
+def _manifest() -> dict:
+    return json.loads(RENDER_MANIFEST.read_text())
+
+
+def _models() -> list[str]:
+    return sorted(n["name"] for n in _manifest()["nodes"].values() if n["resource_type"] == "model")
+
+
+@pytest.fixture(scope="module")
+def dag():
     from airflow.dag_processing.dagbag import DagBag
-
-    from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
 
     bag = DagBag(str(DAG_FILE))
     assert bag.import_errors == {}
-    dag = bag.dags["dbt_build"]
+    return bag.dags["dbt_build"]
+
+
+def test_render_manifest_is_what_dbt_parse_gives():
+    """dbt_project/manifest.json shapes the DAG: it must follow every model, test and ref."""
+    fresh = dumps(render_manifest(parse_project(log=lambda line: None)))
+    assert RENDER_MANIFEST.read_text() == fresh, (
+        "dbt_project/manifest.json is stale: run .local/venv/bin/python -m weekly_wrapped.marts.manifest"
+    )
+
+
+def test_schedule_assets_and_policy(dag):
+    from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
+
     assert list(dag.timetable.asset_condition.objects) == [RAW_PLAYS]
     assert dag.catchup is False and dag.max_active_runs == 1
     assert {"weekly_wrapped", "dbt"} <= set(dag.tags)
-    [task] = dag.tasks
-    assert task.retries >= 2
-    assert task.outlets == [MARTS_WRAPPED]
+    assert all(task.retries >= 2 for task in dag.tasks)
+    [end] = [task for task in dag.tasks if task.outlets]
+    assert end.task_id == "marts_built" and end.outlets == [MARTS_WRAPPED]
+    assert end.downstream_task_ids == set()
+    # everything dbt does comes before the marts are announced
+    assert {t.task_id for t in dag.tasks} - {end.task_id} == set(end.get_flat_relative_ids(upstream=True))
+    assert dag.params["full_refresh"] is False
+
+
+def test_one_task_per_model_and_per_models_tests(dag):
+    task_ids = {task.task_id for task in dag.tasks}
+    models = _models()
+    assert len(models) >= 19 and "wrapped_weekly" in models and "int_weekly_totals" in models
+    for model in models:
+        assert f"dbt.{model}.run" in task_ids
+        assert f"dbt.{model}.test" in task_ids  # every model of ours has data tests
+    # a test over two models (relationships) waits for both, in a task of its own
+    relationships = [t for t in task_ids if t.startswith("dbt.relationships_wrapped_weekly_user_id")]
+    assert len(relationships) == 1
+    assert {"dbt.wrapped_weekly.run", "dbt.dim_user.run"} <= dag.get_task(relationships[0]).get_flat_relative_ids(
+        upstream=True
+    )
+
+
+def test_tests_gate_the_downstream_models(dag):
+    """As in `dbt build`: a model is built only after the tests of what it reads passed."""
+    assert dag.get_task("dbt.int_weekly_totals.test").downstream_task_ids >= {
+        "dbt.wrapped_weekly.run", "dbt.int_weekly_changes.run", "dbt.int_weekly_ingest_gaps.run"
+    }
+    assert "dbt.fct_plays.test" in dag.get_task("dbt.int_plays_localized.run").upstream_task_ids
+
+
+def test_dbt_runs_from_its_venv_with_the_warehouse_connection_and_full_refresh_param(dag):
+    from weekly_wrapped.airflow.connections import WAREHOUSE_CONN_ID
+    from weekly_wrapped.marts.dbt_runner import default_dbt_bin
+
+    run = dag.get_task("dbt.fct_plays.run")
+    assert str(run.dbt_executable_path) == str(default_dbt_bin())
+    assert run.profile_config.profile_mapping.conn_id == WAREHOUSE_CONN_ID
+    assert run.profile_config.profile_mapping.profile_args["schema"] == "marts"
+    assert run.full_refresh == "{{ params.full_refresh }}"
+    assert "{{ var.value.get('wrapped_dbt_artifacts_dir'" in run.env["DBT_LOG_PATH"]
+
+
+def test_profile_args_follow_profiles_yml(tmp_path):
+    from weekly_wrapped.marts.cosmos_config import profile_args
+
+    assert profile_args(environ={}) == {"schema": "marts", "threads": 4, "connect_timeout": 10}
+    assert profile_args(environ={"WRAPPED_DBT_SCHEMA": "x", "WRAPPED_DBT_THREADS": "2"})["schema"] == "x"
 
 
 def test_dag_file_only_wires():
     source = DAG_FILE.read_text()
     assert "subprocess" not in source
+    # the cosmos configuration lives in weekly_wrapped.marts.cosmos_config
+    assert not [line for line in source.splitlines() if line.startswith(("from cosmos", "import cosmos"))]
     imports = [line for line in source.splitlines() if line.lstrip().startswith(("from airflow", "import airflow"))]
     assert imports and all(line.strip().startswith("from airflow.sdk import") for line in imports)
+
+
+@pytest.fixture(scope="module")
+def dag_database(warehouse) -> Warehouse:
+    """A database of its own for the DAG run, with schema.sql and the small listening history."""
+    admin = warehouse()
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{DAG_DATABASE}" with (force)')
+        cur.execute(f'create database "{DAG_DATABASE}"')
+    info = admin.info
+    database = Warehouse(info.host, info.port, info.user, info.password, DAG_DATABASE)
+    conn = warehouse(f"host={info.host} port={info.port} dbname={DAG_DATABASE} user={info.user} password={info.password}")
+    with conn.cursor() as cur:
+        cur.execute(SCHEMA_SQL.read_text())
+    seed_listening_history(conn)
+    return database
+
+
+def run_dag_test(env: dict[str, str], dag_id: str, timeout: int = 900) -> str:
+    """tests/dag_runs.py's `dag.test()` child, with more time: dag.test() runs the ~55 tasks
+    one after another, and each starts dbt (2-3 s of imports alone)."""
+    import subprocess
+
+    from dag_runs import _RUN_DAG
+
+    result = subprocess.run([sys.executable, "-c", _RUN_DAG, str(DAG_FILE), dag_id, "{}"],
+                            env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "DAG_RUN_STATE success" in output, output[-6000:]
+    return output
+
+
+def test_dag_builds_the_marts_task_by_task(airflow_test_env, dag_database, warehouse, tmp_path):
+    artifacts = tmp_path / "dbt"
+    env = {
+        **airflow_test_env,
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
+            "conn_type": "postgres", "host": dag_database.host, "port": dag_database.port,
+            "schema": dag_database.database, "login": dag_database.user, "password": dag_database.password,
+        }),
+        "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(artifacts),
+        "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"),
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    }
+    output = run_dag_test(env, "dbt_build")
+
+    for task_id in ("dbt.stg_spotify__plays.run", "dbt.fct_plays.test", "dbt.wrapped_weekly.run",
+                    "dbt.wrapped_weekly.test", "marts_built"):
+        assert task_id in output
+    conn = warehouse(
+        f"host={dag_database.host} port={dag_database.port} dbname={dag_database.database}"
+        f" user={dag_database.user} password={dag_database.password}"
+    )
+    with conn.cursor() as cur:
+        cur.execute("select count(*) from marts.fct_plays")
+        assert cur.fetchone()[0] == len(PLAYS) - 1  # the export copy of one play collapsed
+        cur.execute("select user_id, week_start::text, plays, minutes_listened::text from marts.wrapped_weekly"
+                    " order by 1, 2")
+        assert cur.fetchall() == [
+            ("berlin", "2026-11-09", 2, "10.0"),
+            ("berlin", "2026-11-16", 7, "25.0"),
+            ("tokyo", "2026-11-16", 1, "0.0"),
+            ("tokyo", "2026-11-23", 3, "22.0"),
+        ]
+    # dbt's log file went where the Variable says, not into the repository
+    assert (artifacts / "logs" / "dbt.log").exists()

@@ -2,8 +2,12 @@
 
 dbt lives in its own virtualenv (`.local/dbt-venv`, binary from `WRAPPED_DBT_BIN`), so it is
 always a subprocess. The warehouse credentials reach dbt's `profiles.yml` as the
-`WRAPPED_PG_*` environment variables; dbt's `target/` and `logs/` go under the state folder.
-Everything here except `run_dbt` is pure, so it is tested without running dbt.
+`WRAPPED_PG_*` environment variables; dbt's `target/` and `logs/` go to the folder the caller
+names (in Airflow: the `wrapped_dbt_artifacts_dir` Variable, see `cosmos_config`), never to a
+path fixed here. Everything here except `run_dbt` is pure, so it is tested without running dbt.
+
+The `dbt_build` DAG renders the project as one task per model and test with cosmos
+(`cosmos_config`); this module runs dbt as one process: the tests' builds and `manifest`.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def default_dbt_bin(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def default_artifacts_dir(state_dir: Path) -> Path:
-    """dbt's target/ and logs/ live in `<state>/dbt/`, outside the repository."""
+    """The conventional place for dbt's target/ and logs/ under a state folder: `<state>/dbt/`."""
     return state_dir / "dbt"
 
 
@@ -80,19 +84,29 @@ def dbt_command(
     ]
 
 
+# dbt never phones home, checks for a newer version, or colours its log lines.
+QUIET_DBT_ENV = {
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "DBT_VERSION_CHECK": "false",
+    "DBT_USE_COLORS": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: ours) plus QUIET_DBT_ENV: for dbt commands that need no warehouse (parse, docs)."""
+    return {**(os.environ if base is None else base), **QUIET_DBT_ENV}
+
+
 def dbt_env(warehouse: Warehouse, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The subprocess environment: `base` (default: ours) plus the warehouse as WRAPPED_PG_*."""
-    env = dict(os.environ if base is None else base)
+    env = tool_env(base)
     env.update(
         WRAPPED_PG_HOST=warehouse.host,
         WRAPPED_PG_PORT=str(warehouse.port),
         WRAPPED_PG_USER=warehouse.user,
         WRAPPED_PG_PASSWORD=warehouse.password,
         WRAPPED_PG_DATABASE=warehouse.database,
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        DBT_VERSION_CHECK="false",
-        DBT_USE_COLORS="false",
-        DO_NOT_TRACK="1",
     )
     return env
 
@@ -139,15 +153,13 @@ def run_dbt(
 def build_marts(
     warehouse: Warehouse,
     *,
-    state_dir: Path | None = None,
+    artifacts_dir: Path,
     dbt_bin: Path | str | None = None,
     extra_args: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> dict[str, int]:
-    """`dbt build` of the whole project into `warehouse`; returns status counts."""
-    if state_dir is None:
-        state_dir = PROJECT_ROOT / ".local"
-    artifacts_dir = default_artifacts_dir(state_dir)
+    """`dbt build` of the whole project into `warehouse`, dbt's target/ and logs/ in
+    `artifacts_dir` (the caller's configuration); returns status counts."""
     command = dbt_command(dbt_bin or default_dbt_bin(), ("build", *extra_args), artifacts_dir=artifacts_dir)
     return run_dbt(
         command,

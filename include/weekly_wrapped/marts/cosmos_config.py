@@ -1,0 +1,157 @@
+"""dbt_project/ as Airflow tasks: the astronomer-cosmos configuration of the `dbt_build` DAG.
+
+`dbt_task_group()` renders one task per dbt model (`<model>.run`) and one per model's tests
+(`<model>.test`: its data tests and dbt unit tests), in dbt's dependency order; a model's
+downstream models wait for its tests (TestBehavior.AFTER_EACH), which is `dbt build`'s
+rule that a failing test stops what is built on it. A test over two models (a
+`relationships` test) gets a task of its own after both (`should_detach_multiple_parents_tests`),
+as `dbt build` runs it only when both are built.
+
+Parse time: no dbt, no database, no network. The task graph comes from the render manifest
+`dbt_project/manifest.json` (LoadMode.DBT_MANIFEST; how it is made and kept current is in
+`manifest`), and nothing below reads a Connection or a Variable before a task runs. The
+other offline-capable modes fall short here: LoadMode.CUSTOM does not understand dbt's
+`data_tests:` key (it would drop every test), and DBT_LS / DBT_LS_CACHE run `dbt ls` in the
+DAG processor on every cache miss and keep their cache in an Airflow Variable (a database).
+
+Run time: ExecutionMode.LOCAL with InvocationMode.SUBPROCESS: every task runs the `dbt` of
+dbt's own virtualenv (`WRAPPED_DBT_BIN`, else `.local/dbt-venv/bin/dbt`; dbt cannot be
+imported into Airflow's environment) on a temporary copy of the project. The profile is
+built from the Airflow connection `postgres_default` (PostgresUserPasswordProfileMapping:
+host, port, login, password, and its `schema` field as the database); the dbt schema,
+threads and timeout come from `dbt_project/profiles.yml`, so `dbt` by hand and Airflow agree.
+dbt's `target/` is the task's own temporary copy (tasks run in parallel, and cosmos reads
+the compiled SQL and partial-parse state from there); dbt's log file goes to
+`<wrapped_dbt_artifacts_dir>/logs`, the Airflow Variable read when the task runs (unset: a
+folder under the system's temporary directory). The `full_refresh` DAG param reaches every
+model as `--full-refresh`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from weekly_wrapped.marts.dbt_runner import DBT_PROJECT_DIR, QUIET_DBT_ENV, default_dbt_bin
+from weekly_wrapped.marts.manifest import RENDER_MANIFEST
+
+# Cosmos reports usage to its vendor unless told not to; read when cosmos is first imported.
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+
+DBT_PROFILE_NAME = "weekly_wrapped"
+WAREHOUSE_CONN_ID = "postgres_default"  # = weekly_wrapped.airflow.connections.WAREHOUSE_CONN_ID
+# Where dbt's log file goes: an Airflow Variable, read by the task (a Jinja template), not here.
+ARTIFACTS_VARIABLE = "wrapped_dbt_artifacts_dir"
+DEFAULT_ARTIFACTS_DIR = Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"
+# The profile settings taken from profiles.yml (the connection gives the rest).
+PROFILE_ARGS = ("schema", "threads", "connect_timeout")
+
+
+def profile_args(
+    profiles_yml: Path = DBT_PROJECT_DIR / "profiles.yml",
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """schema/threads/connect_timeout of profiles.yml's default target, its `env_var()`s resolved
+    from `environ` (default: ours) as dbt would. Reads one file: safe at parse time."""
+    environ = os.environ if environ is None else environ
+    profile = yaml.safe_load(profiles_yml.read_text())[DBT_PROFILE_NAME]
+    output = profile["outputs"][profile["target"]]
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise LookupError(f"profiles.yml needs the environment variable {name}")
+        return default
+
+    jinja = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    jinja.globals["env_var"] = env_var
+    jinja.filters["as_number"] = lambda value: int(value) if str(value).lstrip("-").isdigit() else float(value)
+    args = {}
+    for key in PROFILE_ARGS:
+        if key in output:
+            value = output[key]
+            if isinstance(value, str):
+                value = jinja.from_string(value).render().strip()
+                value = int(value) if key != "schema" else value
+            args[key] = value
+    return args
+
+
+def artifacts_dir_template(default: Path = DEFAULT_ARTIFACTS_DIR) -> str:
+    """Jinja for the Variable `wrapped_dbt_artifacts_dir`, rendered when a task runs."""
+    return "{{ var.value.get('%s', '%s') }}" % (ARTIFACTS_VARIABLE, default)
+
+
+def operator_args(full_refresh: bool | str = "{{ params.full_refresh }}") -> dict[str, Any]:
+    """Arguments for every cosmos dbt operator (templates are rendered when the task runs)."""
+    return {
+        "install_deps": False,  # no packages: the dbt package hub is not reachable here
+        "full_refresh": full_refresh,
+        "append_env": True,  # PATH, TZ, ... of the worker, plus:
+        "env": {**QUIET_DBT_ENV, "DBT_LOG_PATH": artifacts_dir_template() + "/logs"},
+        "execution_timeout": timedelta(minutes=30),
+    }
+
+
+def dbt_task_group(
+    group_id: str = "dbt",
+    *,
+    conn_id: str = WAREHOUSE_CONN_ID,
+    manifest_path: Path = RENDER_MANIFEST,
+    project_dir: Path = DBT_PROJECT_DIR,
+    dbt_bin: Path | str | None = None,
+    full_refresh: bool | str = "{{ params.full_refresh }}",
+):
+    """The dbt project as a cosmos DbtTaskGroup; call it inside a DAG definition."""
+    from cosmos import (
+        DbtTaskGroup,
+        ExecutionConfig,
+        ExecutionMode,
+        InvocationMode,
+        LoadMode,
+        ProfileConfig,
+        ProjectConfig,
+        RenderConfig,
+        TestBehavior,
+    )
+    from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+    dbt_executable = str(dbt_bin or default_dbt_bin())
+    profile = yaml.safe_load((project_dir / "profiles.yml").read_text())[DBT_PROFILE_NAME]
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=project_dir,
+            manifest_path=manifest_path,
+            project_name=DBT_PROFILE_NAME,
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name=DBT_PROFILE_NAME,
+            target_name=profile["target"],
+            profile_mapping=PostgresUserPasswordProfileMapping(
+                conn_id=conn_id,
+                profile_args=profile_args(project_dir / "profiles.yml"),
+            ),
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.SUBPROCESS,
+            dbt_executable_path=dbt_executable,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_EACH,
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,  # the DAG announces the one asset others read, MARTS_WRAPPED
+        ),
+        operator_args=operator_args(full_refresh),
+    )
