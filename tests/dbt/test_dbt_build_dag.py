@@ -113,19 +113,15 @@ def test_dag_file_only_wires():
 
 
 @pytest.fixture(scope="module")
-def dag_database(warehouse) -> Warehouse:
+def dag_database(postgres, warehouse) -> Warehouse:
     """A database of its own for the DAG run, with schema.sql and the small listening history."""
-    admin = warehouse()
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{DAG_DATABASE}" with (force)')
-        cur.execute(f'create database "{DAG_DATABASE}"')
-    info = admin.info
-    database = Warehouse(info.host, info.port, info.user, info.password, DAG_DATABASE)
-    conn = warehouse(f"host={info.host} port={info.port} dbname={DAG_DATABASE} user={info.user} password={info.password}")
+    from tests.support.postgres import create_database
+
+    conn = warehouse(create_database(postgres.dsn, DAG_DATABASE, replace=True))
     with conn.cursor() as cur:
         cur.execute(SCHEMA_SQL.read_text())
     seed_listening_history(conn)
-    return database
+    return Warehouse(postgres.host, postgres.port, postgres.user, postgres.password, DAG_DATABASE)
 
 
 def run_dag_test(env: dict[str, str], dag_id: str, timeout: int = 900) -> str:
