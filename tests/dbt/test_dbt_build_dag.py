@@ -93,6 +93,10 @@ def test_dbt_runs_from_its_venv_with_the_warehouse_connection_and_full_refresh_p
     assert run.profile_config.profile_mapping.conn_id == WAREHOUSE_CONN_ID
     assert run.profile_config.profile_mapping.profile_args["schema"] == "marts"
     assert run.full_refresh == "{{ params.full_refresh }}"
+    for rendered, flags in (("True", ["--full-refresh"]), ("False", [])):  # the param, rendered
+        run.full_refresh = rendered
+        assert [f for f in run.add_cmd_flags() if f == "--full-refresh"] == flags
+    run.full_refresh = "{{ params.full_refresh }}"
     assert "{{ var.value.get('wrapped_dbt_artifacts_dir'" in run.env["DBT_LOG_PATH"]
 
 
