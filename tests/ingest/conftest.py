@@ -21,6 +21,8 @@ from confluent_kafka import Consumer, TopicPartition
 from wrapped_dev import demo_users
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest import poll as ingest
+from weekly_wrapped.ingest import store
+from weekly_wrapped.spotify.client import CallPolicy
 from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.users import accounts as users
 from wrapped_dev.fakes import demo_listener as dl
@@ -61,7 +63,7 @@ class IngestEnv:
         return {o.user_id: o for o in outcomes}
 
     def cursor(self, user_id: str) -> int | None:
-        return ingest.read_cursor(self.dsn, user_id)
+        return store.read_cursor(self.dsn, user_id)
 
     def set_cursor(self, user_id: str, after_ms: int) -> None:
         self.sql("update app.ingest_cursors set after_ms = %s where user_id = %s", (after_ms, user_id))
@@ -144,7 +146,8 @@ def make_ingest_env(postgres, kafka, settings):
         env.cfg = ingest.IngestConfig(
             dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
             fernet_key=settings.fernet_key, topics=topics,
-            **{"max_workers": 3, "requests_per_second": 50, "backoff_s": 0.05, "flush_timeout_s": 30, **overrides})
+            policy=CallPolicy(backoff_s=0.05),
+            **{"max_workers": 3, "requests_per_second": 50, "flush_timeout_s": 30, **overrides})
         return env
 
     yield make
