@@ -13,24 +13,24 @@ How the DAG parses without dbt or a database: `weekly_wrapped.marts.cosmos_confi
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
 from weekly_wrapped.marts.cosmos_config import dbt_task_group
 
-DAG_ID = "dbt_build"
+DAG_ID = Path(__file__).stem
 
 
 @dag(
     dag_id=DAG_ID,
     schedule=[RAW_PLAYS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,  # two builds of the same schemas at once would collide
-    tags=["weekly_wrapped", "dbt", "marts"],
+    tags=["weekly-wrapped", "dbt", "marts"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     doc_md=__doc__,
     params={

@@ -51,7 +51,7 @@ def test_schedule_assets_and_policy(dag):
 
     assert list(dag.timetable.asset_condition.objects) == [RAW_PLAYS]
     assert dag.catchup is False and dag.max_active_runs == 1
-    assert {"weekly_wrapped", "dbt"} <= set(dag.tags)
+    assert {"weekly-wrapped", "dbt"} <= set(dag.tags)
     assert all(task.retries >= 2 for task in dag.tasks)
     [end] = [task for task in dag.tasks if task.outlets]
     assert end.task_id == "marts_built" and end.outlets == [MARTS_WRAPPED]

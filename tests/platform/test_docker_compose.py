@@ -445,9 +445,12 @@ def test_variables_default_like_the_product(seen):
     from weekly_wrapped.airflow.connections import VARIABLE_DEFAULTS
 
     variables = seen[ONBOARDING]["variables"]
+    # Set on purpose: the invite code (below) and where dbt's logs go (the state volume, not /tmp).
+    deliberate = {"wrapped_invite_code", "wrapped_dbt_artifacts_dir"}
     for name, default in VARIABLE_DEFAULTS.items():
-        if default is not None and name != "wrapped_invite_code":
+        if default is not None and name not in deliberate:
             assert variables[name] == default, name
+    assert variables["wrapped_dbt_artifacts_dir"].startswith("/opt/wrapped/state/")
     assert variables["wrapped_fernet_secret"] == example_env()["WRAPPED_FERNET_KEY"]
     assert variables["wrapped_invite_code"], "in Docker the onboarding page needs an invite code"
 

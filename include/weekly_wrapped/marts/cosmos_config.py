@@ -30,7 +30,6 @@ model as `--full-refresh`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from weekly_wrapped.airflow.connections import VARIABLE_DEFAULTS
 from weekly_wrapped.marts.dbt_runner import DBT_PROJECT_DIR, QUIET_DBT_ENV, default_dbt_bin
 from weekly_wrapped.marts.manifest import RENDER_MANIFEST
 
@@ -49,7 +49,7 @@ DBT_PROFILE_NAME = "weekly_wrapped"
 WAREHOUSE_CONN_ID = "postgres_default"  # = weekly_wrapped.airflow.connections.WAREHOUSE_CONN_ID
 # Where dbt's log file goes: an Airflow Variable, read by the task (a Jinja template), not here.
 ARTIFACTS_VARIABLE = "wrapped_dbt_artifacts_dir"
-DEFAULT_ARTIFACTS_DIR = Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"
+DEFAULT_ARTIFACTS_DIR = Path(VARIABLE_DEFAULTS[ARTIFACTS_VARIABLE])
 # The profile settings taken from profiles.yml (the connection gives the rest).
 PROFILE_ARGS = ("schema", "threads", "connect_timeout")
 

@@ -87,7 +87,8 @@ def connections(settings: Settings) -> dict[str, str]:
 def variables(settings: Settings) -> dict[str, str]:
     """The Airflow Variables the stack sets (the others keep their defaults unless `.env` sets them)."""
     return {"AIRFLOW_VAR_WRAPPED_FERNET_SECRET": settings.fernet_key,
-            "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code}
+            "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code,
+            "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(settings.state_dir / "dbt")}
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -131,5 +132,8 @@ def service_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + 713),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + 714),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # astronomer-cosmos would otherwise report every DAG run to its vendor.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(settings.state_dir / "cosmos"),
     })
     return env
