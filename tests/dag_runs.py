@@ -17,11 +17,11 @@ print("DAG_RUN_STATE", run.state)
 """
 
 
-def run_dag_test(env: dict[str, str], dag_id: str, conf: dict | None = None) -> str:
+def run_dag_test(env: dict[str, str], dag_id: str, conf: dict | None = None, timeout: float = 300) -> str:
     """`dag.test()` of one DAG file with `env`; returns the output, asserting the run succeeded."""
     dag_file = REPO_ROOT / "dags" / f"{dag_id}.py"
     result = subprocess.run([sys.executable, "-c", _RUN_DAG, str(dag_file), dag_id, json.dumps(conf or {})],
-                            env=env, capture_output=True, text=True, timeout=300)
+                            env=env, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "DAG_RUN_STATE success" in output, output[-6000:]
     return output

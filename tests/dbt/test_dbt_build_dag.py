@@ -4,10 +4,10 @@ RAW_PLAYS, announces MARTS_WRAPPED at the end, and builds the marts for real wit
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from dag_runs import run_dag_test
 
 import weekly_wrapped
 from weekly_wrapped.marts.dbt_runner import Warehouse
@@ -128,20 +128,6 @@ def dag_database(postgres, warehouse) -> Warehouse:
     return Warehouse(postgres.host, postgres.port, postgres.user, postgres.password, DAG_DATABASE)
 
 
-def run_dag_test(env: dict[str, str], dag_id: str, timeout: int = 900) -> str:
-    """tests/dag_runs.py's `dag.test()` child, with more time: dag.test() runs the ~55 tasks
-    one after another, and each starts dbt (2-3 s of imports alone)."""
-    import subprocess
-
-    from dag_runs import _RUN_DAG
-
-    result = subprocess.run([sys.executable, "-c", _RUN_DAG, str(DAG_FILE), dag_id, "{}"],
-                            env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0 and "DAG_RUN_STATE success" in output, output[-6000:]
-    return output
-
-
 def test_dag_builds_the_marts_task_by_task(airflow_test_env, dag_database, warehouse, tmp_path):
     artifacts = tmp_path / "dbt"
     env = {
@@ -154,7 +140,8 @@ def test_dag_builds_the_marts_task_by_task(airflow_test_env, dag_database, wareh
         "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     }
-    output = run_dag_test(env, "dbt_build")
+    # dag.test() runs the ~55 tasks one after another, and each starts dbt (2-3 s of imports alone).
+    output = run_dag_test(env, "dbt_build", timeout=900)
 
     for task_id in ("dbt.stg_spotify__plays.run", "dbt.fct_plays.test", "dbt.wrapped_weekly.run",
                     "dbt.wrapped_weekly.test", "marts_built"):
