@@ -1,4 +1,4 @@
-"""The four Kafka streams: topic names, keys and message fields (see shared/DESIGN.md).
+"""The four Kafka streams: topic names, keys and message fields (see docs/contracts.md).
 
 This module is the one place message shapes are defined. The producer validates
 every message against it before producing; the Spark consumer derives its
@@ -7,6 +7,8 @@ schemas from the same field lists, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -19,6 +21,16 @@ ARTISTS_TOPIC = "spotify.artists"
 TOPICS = (PLAYS_TOPIC, TRACKS_TOPIC, ALBUMS_TOPIC, ARTISTS_TOPIC)
 
 PLAY_SOURCES = ("api", "export", "demo")
+
+# A play is a play of 30 s or more (Spotify's own rule for recently-played). A shorter one
+# from an export is produced to the plays stream all the same, as a skip event: dbt keeps
+# plays and skips apart by this threshold.
+MIN_PLAY_MS = 30_000
+
+# Ids for entities an export knows only by name (no Spotify id, or no album/artist ids):
+# "name:<kind>:<hash of the normalised names>", never a Spotify id. When Spotify metadata
+# arrives for the real id, it replaces the name-only rows (see docs/contracts.md).
+NAME_KEY_PREFIX = "name:"
 
 # Largest message value we accept; bigger ones are dead-lettered by the consumer.
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -53,6 +65,10 @@ PLAYS = Stream(
         Field("source", "string", required=True),
         Field("ms_played", "long"),
         Field("ingested_at", "timestamp_ms", required=True),
+        # What the privacy export says about how the play ended (null from the API).
+        Field("reason_end", "string"),
+        Field("shuffle", "boolean"),
+        Field("offline", "boolean"),
     ),
 )
 
@@ -143,3 +159,16 @@ def validate(topic: str, message: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidMessage(f"{topic}: source must be one of {PLAY_SOURCES}, got {out['source']!r}")
     return out
 
+
+def name_key(kind: str, *names: str) -> str:
+    """A stable id for a `kind` ("track", "album", "artist") known only by its names.
+
+    Names are NFC-normalised, trimmed and case-folded, so "Sigur Rós" and "sigur rós " agree.
+    For a track pass (artist, track); for an album (artist, album); for an artist (artist,).
+    """
+    normalized = "\x1f".join(unicodedata.normalize("NFC", n).strip().casefold() for n in names)
+    return f"{NAME_KEY_PREFIX}{kind}:{hashlib.sha1(normalized.encode('utf-8')).hexdigest()[:20]}"
+
+
+def is_name_key(entity_id: str) -> bool:
+    return entity_id.startswith(NAME_KEY_PREFIX)

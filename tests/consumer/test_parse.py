@@ -39,7 +39,8 @@ KAFKA_SOURCE_SCHEMA = StructType([
 SINK_COLUMNS = {
     PLAYS: [("user_id", pa.string()), ("played_at", pa.int64()), ("track_id", pa.string()),
             ("context_uri", pa.string()), ("source", pa.string()), ("ms_played", pa.int64()),
-            ("ingested_at", pa.int64())],
+            ("ingested_at", pa.int64()), ("reason_end", pa.string()), ("shuffle", pa.bool_()),
+            ("offline", pa.bool_())],
     TRACKS: [("track_id", pa.string()), ("name", pa.string()), ("duration_ms", pa.int64()),
              ("explicit", pa.bool_()), ("popularity", pa.int32()), ("album_id", pa.string()),
              ("artist_ids", pa.string()), ("track_number", pa.int32()), ("fetched_at", pa.int64())],
@@ -84,7 +85,8 @@ def errors_of(spark, topic, value) -> list[str]:
 
 def test_valid_messages_of_every_stream_become_typed_rows(spark_session):
     messages = [
-        (PLAYS, play("u1", 1, ms_played=1234, context_uri="spotify:album:x")),
+        (PLAYS, play("u1", 1, ms_played=1234, context_uri="spotify:album:x", reason_end="trackdone",
+                     shuffle=True, offline=False)),
         (TRACKS, track("t1", 5)),
         (ALBUMS, album("a1", 6)),
         (ARTISTS, artist("r1", 7, genres=["trip hop"], followers=12)),

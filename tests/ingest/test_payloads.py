@@ -47,6 +47,7 @@ def test_2026_payload_to_plays(rp2026):
         ("schema_version", 1), ("user_id", "u1"), ("played_at", 1_795_467_552_000),
         ("track_id", "4vLYewWIvqHfKtJDk8c8tq"), ("context_uri", "spotify:album:1weenld61qoidwYuZ1GESA"),
         ("source", "api"), ("ms_played", None), ("ingested_at", NOW),
+        ("reason_end", None), ("shuffle", None), ("offline", None),
     ]
 
 

@@ -46,7 +46,8 @@ def test_send_produces_compact_json_with_schema_version_first_keyed_by_the_contr
     (plays_topic, plays_key, plays_value), (tracks_topic, tracks_key, tracks_value) = wire.produced
     assert (plays_topic, plays_key) == ("my.plays", b"u1")
     assert plays_value == (b'{"schema_version":1,"user_id":"u1","played_at":1763000001000,"track_id":"track-1",'
-                           b'"context_uri":null,"source":"api","ms_played":null,"ingested_at":1763100000000}')
+                           b'"context_uri":null,"source":"api","ms_played":null,"ingested_at":1763100000000,'
+                           b'"reason_end":null,"shuffle":null,"offline":null}')
     assert (tracks_topic, tracks_key) == (contracts.TRACKS_TOPIC, b"t7")
     assert json.loads(tracks_value)["name"] == "Ünïcode" and tracks_value.startswith(b'{"schema_version":1,')
     assert p.report.produced == 2

@@ -19,6 +19,10 @@ create table if not exists raw.plays (
     loaded_at       timestamptz not null default now(),
     primary key (user_id, played_at, track_id)
 );
+-- Added after the first release: how an exported play ended (null from the API).
+alter table raw.plays add column if not exists reason_end text;
+alter table raw.plays add column if not exists shuffle boolean;
+alter table raw.plays add column if not exists offline boolean;
 
 create table if not exists raw.tracks (
     track_id     text primary key,
@@ -142,6 +146,23 @@ create table if not exists app.metadata_backlog (
 );
 create index if not exists metadata_backlog_pending on app.metadata_backlog (attempts, queued_at)
     where done_at is null;
+
+-- Tracks an account-data export names without an id ("name:track:..." keys, see contracts.name_key),
+-- resolved to Spotify ids through the search endpoint, once per name pair, a budget per run.
+create table if not exists app.track_resolutions (
+    name_key    text primary key,            -- contracts.name_key("track", artist, track)
+    artist_name text not null,
+    track_name  text not null,
+    user_id     text not null,               -- whose export named it (whose token may search)
+    queued_at   timestamptz not null default now(),
+    track_id    text,                        -- the Spotify id found; null: not (yet) found
+    resolved_at timestamptz,                 -- set when found, or when given up (not_found)
+    status      text not null default 'pending',  -- pending / resolved / not_found
+    attempts    int not null default 0,
+    last_error  text
+);
+create index if not exists track_resolutions_pending on app.track_resolutions (attempts, queued_at)
+    where status = 'pending';
 
 create table if not exists app.sent_emails (
     user_id    text not null references app.users (user_id),
