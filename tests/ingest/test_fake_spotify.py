@@ -194,6 +194,54 @@ def test_faults_and_clock(fake):
     assert newest <= NOW + 3_600_000
 
 
+def test_search_finds_catalogue_tracks_by_field_filters_with_the_2026_limit(fake):
+    base, app = fake
+    sp, _ = client_for(app, "demo-ana")
+    cat = dl.build_catalogue(7)
+    track = next(t for t in cat.tracks.values() if len(t.artist_ids) > 1)
+    featured = cat.artists[track.artist_ids[1]].name
+    page = sp.search(f'track:"{track.name.upper()}" artist:"{featured.lower()}"', limit=10, type="track")["tracks"]
+    assert page["items"][0]["id"] == track.id  # exact names first, case-insensitive, any of its artists
+    assert page["limit"] == 10 and page["offset"] == 0 and page["total"] >= 1 and page["previous"] is None
+    item = page["items"][0]
+    assert item["album"]["id"] == track.album_id and item["album"]["images"]
+    assert [a["id"] for a in item["artists"]] == list(track.artist_ids)
+    # a loose free-text search pages through more than ten matches, ten at most per page
+    word = track.name.split()[0]
+    wide = sp.search(word, limit=10, type="track")["tracks"]
+    assert wide["total"] > 10 and len(wide["items"]) == 10 and wide["next"]
+    assert len(sp.next(wide)["tracks"]["items"]) >= 1
+    assert len(sp.search(word, type="track")["tracks"]["items"]) == 10  # spotipy's default limit is 10
+    assert requests.get(f"{base}/v1/search", params={"q": word, "type": "track"},
+                        headers={"Authorization": sp._auth_headers()["Authorization"]}).json()["tracks"]["limit"] == 5
+    empty = sp.search('track:"no such song anywhere" artist:"nobody"', type="track")["tracks"]
+    assert (empty["items"], empty["total"], empty["next"]) == ([], 0, None)
+    for bad in ({"limit": 11}, {"limit": 50}):
+        with pytest.raises(SpotifyException) as err:
+            sp.search(word, type="track", **bad)
+        assert err.value.http_status == 400
+    with pytest.raises(SpotifyException) as err:
+        sp.search(word, type="podcast")
+    assert err.value.http_status == 400
+    # a bearer token is required, and the fault controls apply to /search as to every route
+    assert requests.get(f"{base}/v1/search", params={"q": word, "type": "track"}).status_code == 401
+    requests.post(f"{base}/_control/fault", json={"kind": "429", "path": "/v1/search", "retry_after": 7200})
+    with pytest.raises(SpotifyException) as err:
+        sp.search(word, type="track")
+    assert err.value.http_status == 429 and err.value.headers["Retry-After"] == "7200"
+    requests.post(f"{base}/_control/fault", json={"kind": "quota", "path": "/v1/search"})
+    with pytest.raises(SpotifyException) as err:
+        sp.search(word, type="track")
+    assert err.value.reason == "QUOTA_EXCEEDED"
+    requests.post(f"{base}/_control/fault", json={"kind": "5xx", "path": "/v1/search", "status": 502})
+    with pytest.raises(SpotifyException) as err:
+        sp.search(word, type="track")
+    assert err.value.http_status == 502
+    sp.me()  # a /v1/search fault leaves other routes alone
+    counts = requests.get(f"{base}/_control/state").json()["counts"]
+    assert counts["GET /v1/search"] >= 9 and counts["GET /v1/search demo-ana"] == counts["GET /v1/search"]
+
+
 def test_burst_of_more_than_50_plays(fake):
     base, app = fake
     sp, _ = client_for(app, "demo-yuki")

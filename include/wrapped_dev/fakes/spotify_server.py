@@ -11,8 +11,11 @@ ingestion bugs show up against it:
   `before` in epoch ms, `limit` 1..50, newest first, `played_at` = END of the play
   as ISO 8601 with ms and 'Z', `next` and `cursors`, only the last 50 plays exist),
   `/tracks/{id}`, `/albums/{id}`, `/artists/{id}` in the 2026 shapes (no
-  popularity, followers, genres, available_markets, external_ids). Access tokens
-  live an hour; an expired or unknown one gets 401.
+  popularity, followers, genres, available_markets, external_ids),
+  `/search?q=...&type=track` (`limit` 1..10 for development-mode apps, default 5;
+  field filters `track:"..."`, `artist:"..."`, `album:"..."` and free words, matched
+  loosely and case-insensitively against the catalogue; exact names rank first).
+  Access tokens live an hour; an expired or unknown one gets 401.
 - Control endpoints (not Spotify's) under `/_control/`, for tests and the demo:
   `GET  /_control/users`   demo users (id, display name, e-mail, time zone)
   `GET  /_control/state`   clock, request counts per route and user, pending faults
@@ -39,6 +42,7 @@ import re
 import secrets
 import threading
 import time
+import unicodedata
 from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +55,9 @@ ACCESS_TOKEN_SECONDS = 3600
 MAX_LIMIT = 50
 HISTORY_SIZE = 50  # Spotify keeps only the last 50 plays reachable through the API
 DEFAULT_SCOPE = "user-read-recently-played"
+SEARCH_MAX_LIMIT = 10  # 2026, development-mode apps: at most 10 items per type
+SEARCH_DEFAULT_LIMIT = 5
+SEARCH_TYPES = ("album", "artist", "playlist", "track", "show", "episode", "audiobook")
 
 
 def parse_instant(value) -> int:
@@ -242,6 +249,87 @@ def recently_played_page(fake: FakeSpotify, api: str, user_id: str, query: dict)
     return 200, {"items": items, "next": next_url, "cursors": cursors, "limit": limit, "href": href}
 
 
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFC", text).strip().casefold()
+
+
+def parse_search_query(q: str) -> tuple[dict[str, str], list[str]]:
+    """Field filters (`track:"a b"`, `artist:x`, ...) and the remaining free words, case-folded."""
+    filters: dict[str, str] = {}
+
+    def take(m: re.Match) -> str:
+        filters[m.group(1).lower()] = _fold(m.group(3) if m.group(3) is not None else m.group(4))
+        return " "
+
+    rest = re.sub(r'\b(track|artist|album|year|genre|isrc|upc)\s*:\s*("([^"]*)"|(\S+))', take, q,
+                  flags=re.IGNORECASE)
+    return filters, [w for w in _fold(rest.replace('"', " ")).split() if w]
+
+
+def _has_words(wanted: str | None, fields: list[str]) -> bool:
+    """Every word of a field filter in one of the fields (loose, like Spotify's own matching)."""
+    if wanted is None:
+        return True
+    words = wanted.replace('"', " ").split()
+    return any(all(w in f for w in words) for f in fields)
+
+
+def search_tracks(cat: dl.Catalogue, q: str) -> list[str]:
+    """Track ids matching the query, loosely (substrings), exact track and artist names first."""
+    filters, words = parse_search_query(q)
+    ranked = []
+    for t in cat.tracks.values():
+        name = _fold(t.name)
+        artists = [_fold(cat.artists[a].name) for a in t.artist_ids]
+        album = _fold(cat.albums[t.album_id].name)
+        if not _has_words(filters.get("track"), [name]) or not _has_words(filters.get("album"), [album]):
+            continue
+        if not _has_words(filters.get("artist"), artists):
+            continue
+        text = " ".join([name, album, *artists])
+        if not all(w in text for w in words):
+            continue
+        exact = (filters.get("track") == name) + (filters.get("artist") in artists)
+        ranked.append((-exact, t.id))
+    return [tid for _, tid in sorted(ranked)]
+
+
+def search_page(fake: FakeSpotify, api: str, query: dict) -> tuple[int, dict]:
+    """The `/search` response: (status, body); only tracks are in the catalogue, other types come back empty."""
+    q = query.get("q", "")
+    if not q.strip():
+        return 400, _error(400, "No search query")
+    types = [t.strip() for t in query.get("type", "").split(",") if t.strip()]
+    if not types:
+        return 400, _error(400, "Missing parameter type")
+    if any(t not in SEARCH_TYPES for t in types):
+        return 400, _error(400, "Bad search type field")
+    try:
+        limit = int(query.get("limit", SEARCH_DEFAULT_LIMIT))
+        offset = int(query.get("offset", 0))
+    except ValueError:
+        return 400, _error(400, "Invalid limit or offset")
+    if not 0 <= limit <= SEARCH_MAX_LIMIT:
+        return 400, _error(400, "Invalid limit")
+    if not 0 <= offset <= 1000:
+        return 400, _error(400, "Invalid offset")
+    base = f"{api}search"
+
+    def page_url(at: int) -> str:
+        return f"{base}?{urlencode({'q': q, 'type': query['type'], 'offset': at, 'limit': limit})}"
+
+    body = {}
+    for kind in types:
+        found = search_tracks(fake.catalogue, q) if kind == "track" else []
+        chosen = found[offset:offset + limit]
+        items = [full_track(api, fake.catalogue, t) for t in chosen]
+        body[kind + "s"] = {
+            "href": page_url(offset), "limit": limit, "offset": offset, "total": len(found), "items": items,
+            "next": page_url(offset + limit) if offset + limit < len(found) else None,
+            "previous": page_url(max(offset - limit, 0)) if offset > 0 else None}
+    return 200, body
+
+
 def _error(status: int, message: str, reason: str | None = None) -> dict:
     err = {"status": status, "message": message}
     if reason:
@@ -426,6 +514,9 @@ class Handler(BaseHTTPRequestHandler):
                                     "type": "user", "uri": f"spotify:user:{u.user_id}"})
         if route == "me/player/recently-played":
             status, body = recently_played_page(self.fake, api, user_id, query)
+            return self._send(status, body)
+        if route == "search":
+            status, body = search_page(self.fake, api, query)
             return self._send(status, body)
         m = re.fullmatch(r"(tracks|albums|artists)/([^/]+)", route)
         if m:
