@@ -272,6 +272,19 @@ class UserSession:
                 return None  # gone from Spotify: keep what the payload had
             raise
 
+    def search_track(self, artist: str, track: str, limit: int = 10) -> list[dict]:
+        """Candidate full track objects for an (artist, track) name pair, Spotify's best first.
+
+        `GET /search?type=track` with field filters; 10 is the most a development-mode app may
+        ask for (2026). Double quotes inside names would end a filter early, so they become spaces.
+        """
+        def quoted(name: str) -> str:
+            return '"' + " ".join(name.replace('"', " ").split()) + '"'
+
+        q = f"track:{quoted(track)} artist:{quoted(artist)}"
+        page = self.call(lambda sp: sp.search(q, limit=limit, type="track"))
+        return [item for item in ((page or {}).get("tracks") or {}).get("items") or [] if item and item.get("id")]
+
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)

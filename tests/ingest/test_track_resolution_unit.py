@@ -1,0 +1,66 @@
+"""Track resolution's pure parts: the budget, which search item is the track, what an error means."""
+
+import unicodedata
+
+import pytest
+from spotipy.exceptions import SpotifyException
+
+from weekly_wrapped.ingest.track_resolution import DEFAULT_PER_RUN, best_match, fold, on_error, per_run_budget
+from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, SpotifyUnavailable
+
+
+def item(track_id: str, name: str, *artists: str) -> dict:
+    return {"id": track_id, "name": name, "artists": [{"id": f"a{i}", "name": a} for i, a in enumerate(artists)]}
+
+
+def test_budget_comes_from_the_setting_else_the_default():
+    assert per_run_budget(None) == per_run_budget("") == per_run_budget(" ") == DEFAULT_PER_RUN == 200
+    assert per_run_budget("50") == per_run_budget(50) == 50
+    assert per_run_budget(0) == 0  # switched off
+    assert per_run_budget(None, default=7) == 7
+    for bad in ("-1", "lots"):
+        with pytest.raises(ValueError):
+            per_run_budget(bad)
+
+
+def test_names_compare_as_name_keys_do():
+    decomposed = unicodedata.normalize("NFD", "Sigur Rós")
+    assert decomposed != "Sigur Rós" and fold(decomposed) == fold(" sigur rós ") == "sigur rós"
+    assert fold(None) == ""
+
+
+def test_the_match_is_the_item_with_the_same_track_name_and_artist():
+    items = [item("x1", "Hoppípolla (Live)", "Sigur Rós"), item("x2", "HOPPÍPOLLA", "sigur rós"),
+             item("x3", "Hoppípolla", "Sigur Rós")]
+    # case and Unicode normalisation do not matter, a near miss never counts, Spotify's order decides ties
+    assert best_match(items, unicodedata.normalize("NFD", "Sigur Rós"), "Hoppípolla")["id"] == "x2"
+    assert best_match(items[:1], "Sigur Rós", "Hoppípolla") is None
+    assert best_match([item("y", "Hoppípolla", "Sigur Rós Tribute Band")], "Sigur Rós", "Hoppípolla") is None
+    assert best_match([], "Sigur Rós", "Hoppípolla") is None
+
+
+def test_the_primary_artist_wins_over_a_featured_one_and_hangul_and_quotes_survive():
+    song = 'Say "Hi" (feat. 아이유)'
+    featured = item("f", song, "Someone Else", "아이유")
+    primary = item("p", song, "아이유", "Someone Else")
+    assert best_match([featured, primary], "아이유", song)["id"] == "p"
+    assert best_match([featured], "아이유", song)["id"] == "f"  # featured is still the same song
+    assert best_match([{"id": None, "name": song, "artists": []}, None, {}], "아이유", song) is None
+
+
+@pytest.mark.parametrize("exc, stop, counted", [
+    (RateLimited("429 Retry-After 7200s", None), True, False),  # the app's limit: the rest waits, row untouched
+    (RateLimited("QUOTA_EXCEEDED", None), True, False),
+    (NeedsReauth("revoked"), True, False),
+    (SpotifyUnavailable("Spotify 502 after 4 attempts"), True, True),
+    (SpotifyException(403, -1, "url", headers={}), True, False),
+    (SpotifyException(400, -1, "url", headers={}), False, True),  # this query only
+])
+def test_what_an_error_means_for_the_run_and_the_row(exc, stop, counted):
+    step = on_error(exc)
+    assert (step.stop, step.count_attempt) == (stop, counted)
+
+
+def test_anything_else_is_raised():
+    with pytest.raises(KeyError):
+        on_error(KeyError("a bug"))
