@@ -64,6 +64,12 @@ def make_row(**overrides) -> dict:
         "previous_week_minutes_listened": Decimal("250.0"),
         "plays_change": 23,
         "minutes_listened_change": Decimal("62.4"),
+        "skip_events": 29,
+        "skip_rate": Decimal("0.2500"),  # 29 / (87 + 29)
+        "top_skipped_tracks": [
+            {"rank": 1, "id": "t9", "name": "All Star", "artists": "Smash Mouth", "plays": 6, "minutes": 0.9},
+            {"rank": 2, "id": "t8", "name": "Roads", "artists": "Portishead", "plays": 2, "minutes": 0.4},
+        ],
         "has_gap": False,
         "display_name": "Ada",
         "email": "ada@example.com",

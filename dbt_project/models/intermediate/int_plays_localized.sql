@@ -35,7 +35,8 @@ localized as (
         plays.played_at at time zone users.time_zone as played_at_local,
         plays.ms_played,
         tracks.duration_ms,
-        plays.ms_since_previous_play
+        plays.ms_since_previous_play,
+        plays.from_export
 
     from plays
     inner join users
@@ -59,6 +60,7 @@ final as (
         extract(hour from played_at_local)::int as played_hour_local,
         extract(isodow from played_at_local)::int as played_weekday_local,
         date_trunc('week', played_at_local)::date as week_start,
+        from_export,
 
         -- listened time: ms_played when known (capped at the track's length); otherwise the
         -- track's length, capped by the time since the previous play ended (a skipped track

@@ -26,6 +26,8 @@ artists as (
 played_tracks as (
 
     select distinct track_id from {{ ref('fct_plays') }}
+    union
+    select distinct track_id from {{ ref('fct_skips') }}
 
 ),
 

@@ -8,21 +8,36 @@
 }}
 
 {#
-    One row per play. The same play imported from a privacy export and polled from the API
-    arrives with played_at a few seconds apart: plays of the same user and track whose
-    played_at are within 30 s of the previous one form a cluster, and a cluster is ONE play
-    (the api row wins, then demo, then export; ms_played is taken from any row that knows it).
+    One row per play (skip events, under 30 s, are fct_skips). The same play imported from a
+    privacy export and polled from the API arrives with played_at a few seconds apart: plays
+    of the same user and track whose played_at are within 30 s of the previous one form a
+    cluster, and a cluster is ONE play (the api row wins, then demo, then export; ms_played is
+    taken from any row that knows it).
+    An account-data row (is_account_data: played_at is the end truncated to the minute) is
+    up to 60 s EARLIER than its extended-history or polled copy: the row right after it, if it
+    is not account data itself, joins its cluster when less than 60 s later. Two account-data
+    rows never join on that rule (two plays of one track in consecutive minutes stay two), and
+    an account-data row never joins a row whose ms_played is known and different.
+    Once its name key is resolved, the row has the Spotify track id, so it meets its copies.
 
     Incremental: the (user, UTC day) partitions with newly loaded raw rows, plus the day on
     either side, are rebuilt whole (delete+insert on user_id + played_on_utc), computed from
     the raw plays of one more day on either side so clusters across midnight are seen whole.
+    A resolution (app.track_resolutions) re-keys old rows without reloading them: its
+    resolved_at counts as a load time, so their days are rebuilt too.
 #}
 
 with
 
 plays as (
 
-    select * from {{ ref('stg_spotify__plays') }}
+    select
+        *,
+        greatest(loaded_at, resolved_at) as changed_at
+
+    from {{ ref('stg_spotify__plays') }}
+    -- skip events are not plays (null: a unit test's row that does not say)
+    where is_skip is not true
 
 ),
 
@@ -36,7 +51,7 @@ new_play_days as (
 
     from plays
     -- an hour of overlap: rows whose transaction committed late are not missed (reloading is idempotent)
-    where loaded_at > (
+    where changed_at > (
         select coalesce(max(loaded_at), '-infinity'::timestamptz) - interval '1 hour'
         from {{ this }}
     )
@@ -92,12 +107,15 @@ plays_with_previous as (
 
     select
         *,
-        lag(played_at) over (
-            partition by user_id, track_id
-            order by played_at
-        ) as previous_played_at_same_track
+        lag(played_at) over same_track as previous_played_at_same_track,
+        coalesce(lag(is_account_data) over same_track, false) as previous_is_account_data,
+        lag(ms_played) over same_track as previous_ms_played
 
     from plays_in_scope
+    window same_track as (
+        partition by user_id, track_id
+        order by played_at, is_account_data desc
+    )
 
 ),
 
@@ -108,12 +126,19 @@ plays_clustered as (
         sum(
             case
                 when previous_played_at_same_track is null then 1
-                when played_at - previous_played_at_same_track > interval '30 seconds' then 1
-                else 0
+                -- account data and another source: copies of one play agree on ms_played
+                when (previous_is_account_data or is_account_data)
+                    and ms_played <> previous_ms_played then 1
+                when played_at - previous_played_at_same_track <= interval '30 seconds' then 0
+                -- the copy of an account-data row (whose played_at is truncated to the minute)
+                when previous_is_account_data
+                    and is_account_data is not true
+                    and played_at - previous_played_at_same_track < interval '60 seconds' then 0
+                else 1
             end
         ) over (
             partition by user_id, track_id
-            order by played_at
+            order by played_at, is_account_data desc
             rows between unbounded preceding and current row
         ) as play_cluster
 
@@ -129,10 +154,14 @@ plays_ranked as (
             partition by user_id, track_id, play_cluster
             order by
                 case play_source when 'api' then 1 when 'demo' then 2 when 'export' then 3 else 4 end,
+                -- an extended-history copy knows the second the play ended
+                case when is_account_data then 1 else 0 end,
                 played_at
         ) as rank_in_cluster,
         max(ms_played) over (partition by user_id, track_id, play_cluster) as cluster_ms_played,
-        max(loaded_at) over (partition by user_id, track_id, play_cluster) as cluster_loaded_at,
+        max(changed_at) over (partition by user_id, track_id, play_cluster) as cluster_loaded_at,
+        max(track_name_key) over (partition by user_id, track_id, play_cluster) as cluster_track_name_key,
+        bool_or(play_source = 'export') over (partition by user_id, track_id, play_cluster) as cluster_from_export,
         count(*) over (partition by user_id, track_id, play_cluster) as cluster_rows
 
     from plays_clustered
@@ -170,10 +199,14 @@ final as (
         ) as play_id,
         user_id,
         track_id,
+        cluster_track_name_key as track_name_key,
         context_uri,
 
         ---------- text
         play_source,
+
+        ---------- booleans
+        coalesce(cluster_from_export, false) as from_export,
 
         ---------- numerics
         coalesce(ms_played, cluster_ms_played) as ms_played,

@@ -52,6 +52,12 @@ ingest_gaps as (
 
 ),
 
+skips as (
+
+    select * from {{ ref('int_weekly_skips') }}
+
+),
+
 final as (
 
     select
@@ -98,6 +104,11 @@ final as (
         changes.plays_change,
         changes.minutes_listened_change,
 
+        ---------- skips (known only from privacy exports)
+        coalesce(skips.skip_events, 0) as skip_events,
+        skips.skip_rate,
+        coalesce(skips.top_skipped_tracks, '[]'::jsonb) as top_skipped_tracks,
+
         ---------- data quality
         coalesce(ingest_gaps.has_gap, false) as has_gap
 
@@ -120,6 +131,9 @@ final as (
     left join ingest_gaps
         on weeks.user_id = ingest_gaps.user_id
         and weeks.week_start = ingest_gaps.week_start
+    left join skips
+        on weeks.user_id = skips.user_id
+        and weeks.week_start = skips.week_start
 
 )
 
