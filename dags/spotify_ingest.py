@@ -13,6 +13,10 @@ tracks known only by name from privacy exports (`app.metadata_backlog`), at most
 `wrapped_metadata_backfill_per_run` tracks (Variable, default 200; param `metadata_backfill_per_run`
 overrides it for one run), one id at a time, with an active user's token; a long 429 stops it
 until the next run. See `weekly_wrapped.ingest.metadata_backfill`.
+Then `resolve_tracks` gives tracks known only by artist and track name (account-data exports,
+`app.track_resolutions`) their Spotify ids through the search endpoint, at most
+`wrapped_track_resolution_per_run` searches (Variable, default 200; param `track_resolution_per_run`
+overrides it for one run), each name pair once; see `weekly_wrapped.ingest.track_resolution`.
 
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`.
@@ -50,6 +54,9 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
         # None: the Variable wrapped_metadata_backfill_per_run (default 200) decides at run time.
         "metadata_backfill_per_run": Param(None, type=["null", "integer"], minimum=0,
                                            description="tracks the metadata backfill may look up this run"),
+        # None: the Variable wrapped_track_resolution_per_run (default 200) decides at run time.
+        "track_resolution_per_run": Param(None, type=["null", "integer"], minimum=0,
+                                          description="name pairs the track resolution may search this run"),
     },
     doc_md=__doc__,
 )
@@ -113,9 +120,26 @@ def spotify_ingest():
         print(f"metadata backfill (budget {per_run}): {result.as_dict()}; backlog now {left}")
         return {**result.as_dict(), "backlog": left}
 
+    # all_done, after the backfill: the two share the app's request budget one after the other, and
+    # a backfill that failed (Kafka) must not keep account-data plays from their track ids.
+    @task(trigger_rule="all_done")
+    def resolve_tracks(params: dict) -> dict:
+        """Spotify ids (and full metadata) for a bounded slice of tracks known only by name from exports."""
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.ingest import track_resolution
+
+        per_run = track_resolution.per_run_budget(
+            params.get("track_resolution_per_run"),
+            track_resolution.per_run_budget(conns.variable("wrapped_track_resolution_per_run")))
+        cfg = conns.ingest_config(float(conns.variable("wrapped_spotify_rps")))
+        result = track_resolution.resolve(cfg, per_run)
+        left = track_resolution.backlog_counts(cfg.dsn)
+        print(f"track resolution (budget {per_run}): {result.as_dict()}; backlog now {left}")
+        return {**result.as_dict(), "backlog": left}
+
     batches_done = ingest_batch.expand(batch=plan_batches())
     summarize(batches_done)
-    batches_done >> backfill_metadata()
+    batches_done >> backfill_metadata() >> resolve_tracks()
 
 
 spotify_ingest()

@@ -64,3 +64,33 @@ def test_what_an_error_means_for_the_run_and_the_row(exc, stop, counted):
 def test_anything_else_is_raised():
     with pytest.raises(KeyError):
         on_error(KeyError("a bug"))
+
+
+def test_the_dag_resolves_after_the_backfill_whatever_the_batches_did(tmp_path):
+    """Parsed in a child process (Airflow's settings stay out of this one): wiring, trigger rule, param."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from wrapped_dev.config import REPO_ROOT
+
+    script = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dag = bag.dags["spotify_ingest"]
+task = dag.get_task("resolve_tracks")
+print("RESULT " + json.dumps({"errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+    "upstream": sorted(task.upstream_task_ids), "downstream": sorted(task.downstream_task_ids),
+    "trigger_rule": str(task.trigger_rule.value), "params": dag.params.dump()}))
+"""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    done = subprocess.run([sys.executable, "-c", script, str(REPO_ROOT / "dags" / "spotify_ingest.py")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    got = json.loads(line[len("RESULT "):])
+    assert got["errors"] == {}
+    assert (got["upstream"], got["downstream"], got["trigger_rule"]) == (["backfill_metadata"], [], "all_done")
+    assert got["params"]["track_resolution_per_run"] is None  # the Variable decides unless a run says otherwise

@@ -32,6 +32,7 @@ VARIABLE_DEFAULTS = {
     "wrapped_ingest_threads": "4",  # users polled at once inside a batch
     "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
     "wrapped_metadata_backfill_per_run": "200",  # exported tracks looked up per `spotify_ingest` run
+    "wrapped_track_resolution_per_run": "200",  # exported name pairs searched per `spotify_ingest` run
     # dbt's logs; the cosmos tasks read it through a template with this default (marts.cosmos_config).
     "wrapped_dbt_artifacts_dir": str(Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"),
 }
