@@ -71,6 +71,79 @@ LATE_PLAYS = [
 ]
 
 
+# --- lisbon: a week imported from privacy exports (Europe/Lisbon = UTC in November) ------
+# The extended history names the album and artist but has no ids for them: the track points
+# at name-only entities (contracts.name_key ids, fetched_at = epoch 0) until Spotify metadata
+# replaces the raw.tracks row. Account-data rows are keyed `name:track:…` by their names.
+EXPORT_USER = ("lisbon", "lisbon@example.com", "Europe/Lisbon")
+NAME_ARTIST = "name:artist:5f0c1d0e9a8b7c6d5e4f"
+NAME_ALBUM = "name:album:0a1b2c3d4e5f60718293"
+RESOLVED_KEY = "name:track:11111111111111111111"  # resolved to t_svefn
+PENDING_KEY = "name:track:22222222222222222222"  # not resolved (yet)
+NAME_ONLY_ARTISTS = [(NAME_ARTIST, "Sigur Rós")]
+NAME_ONLY_ALBUMS = [(NAME_ALBUM, "Ágætis byrjun", [NAME_ARTIST])]
+NAME_ONLY_TRACKS = [("t_svefn", "Svefn-g-englar", None, NAME_ALBUM, [NAME_ARTIST])]
+TRACK_RESOLUTIONS = [
+    # name_key, artist, track, track_id, status
+    (RESOLVED_KEY, "Sigur Rós", "Svefn-g-englar", "t_svefn", "resolved"),
+    (PENDING_KEY, "Sigur Rós", "Starálfur", None, "pending"),
+]
+EXPORT_PLAYS = [
+    # user_id, played_at, track_id, source, ms_played, reason_end, shuffle, offline
+    # week of Mon 2026-11-16: 4 plays, 2 skips (skip rate 2 / 6 = 0.3333)
+    ("lisbon", "2026-11-17 10:00:00+00", "t_svefn", "export", 400_000, "trackdone", False, False),  # play
+    ("lisbon", "2026-11-17 10:10:00+00", "t_svefn", "export", 5_000, "fwdbtn", True, False),  # skip
+    ("lisbon", "2026-11-17 10:20:00+00", "t_svefn", "export", 300_000, "trackdone", False, True),  # play
+    # account data (end truncated to the minute) and the extended copy 41 s later: one play
+    ("lisbon", "2026-11-18 09:00:00+00", RESOLVED_KEY, "export", 250_000, None, None, None),
+    ("lisbon", "2026-11-18 09:00:41+00", "t_svefn", "export", 250_000, "trackdone", False, False),
+    # account data, not resolved: a play of its own under the name key (no metadata: not ranked)
+    ("lisbon", "2026-11-18 12:00:00+00", PENDING_KEY, "export", 200_000, None, None, None),
+    # a skip in both exports: one skip event
+    ("lisbon", "2026-11-19 08:00:00+00", RESOLVED_KEY, "export", 3_000, None, None, None),
+    ("lisbon", "2026-11-19 08:00:12+00", "t_svefn", "export", 3_000, "fwdbtn", True, False),
+]
+
+
+def seed_export_history(conn) -> None:
+    """The lisbon user's exported week: name-only entities, account data, skips."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into app.users (user_id, email, time_zone, display_name, consent_at)"
+            " values (%s, %s, %s, 'Lisbon', now())",
+            EXPORT_USER,
+        )
+        for artist_id, name in NAME_ONLY_ARTISTS:
+            cur.execute(
+                "insert into raw.artists (artist_id, name, fetched_at) values (%s, %s, to_timestamp(0))",
+                (artist_id, name),
+            )
+        for album_id, name, artist_ids in NAME_ONLY_ALBUMS:
+            cur.execute(
+                "insert into raw.albums (album_id, name, artist_ids, fetched_at) values (%s, %s, %s, to_timestamp(0))",
+                (album_id, name, artist_ids),
+            )
+        for track_id, name, duration_ms, album_id, artist_ids in NAME_ONLY_TRACKS:
+            cur.execute(
+                "insert into raw.tracks (track_id, name, duration_ms, album_id, artist_ids, fetched_at)"
+                " values (%s, %s, %s, %s, %s, to_timestamp(0))",
+                (track_id, name, duration_ms, album_id, artist_ids),
+            )
+        for name_key, artist, track, track_id, status in TRACK_RESOLUTIONS:
+            cur.execute(
+                "insert into app.track_resolutions (name_key, artist_name, track_name, user_id, track_id, status,"
+                " resolved_at) values (%s, %s, %s, 'lisbon', %s, %s,"
+                " case when %s = 'resolved' then now() end)",
+                (name_key, artist, track, track_id, status, status),
+            )
+        for user_id, played_at, track_id, source, ms_played, reason_end, shuffle, offline in EXPORT_PLAYS:
+            cur.execute(
+                "insert into raw.plays (user_id, played_at, track_id, source, ms_played, reason_end, shuffle,"
+                " offline, ingested_at) values (%s, %s, %s, %s, %s, %s, %s, %s, now())",
+                (user_id, played_at, track_id, source, ms_played, reason_end, shuffle, offline),
+            )
+
+
 def seed_listening_history(conn) -> None:
     with conn.cursor() as cur:
         for user_id, email, time_zone in USERS:
@@ -101,6 +174,7 @@ def seed_listening_history(conn) -> None:
                 "insert into app.ingest_gaps (user_id, gap_from, gap_to) values (%s, %s, %s)",
                 (user_id, gap_from, gap_to),
             )
+    seed_export_history(conn)
 
 
 def insert_plays(conn, plays) -> None:

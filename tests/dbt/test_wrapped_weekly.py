@@ -36,6 +36,7 @@ def test_one_row_per_user_and_local_week(weeks):
     assert sorted(weeks) == [
         ("berlin", "2026-11-09"),
         ("berlin", "2026-11-16"),  # includes the Sunday 23:30 Berlin play
+        ("lisbon", "2026-11-16"),  # the exported week (test_skips_and_name_keys.py)
         ("tokyo", "2026-11-16"),
         ("tokyo", "2026-11-23"),  # the Monday 00:10 Tokyo play, the same UTC day as above
     ]
