@@ -96,7 +96,8 @@ def test_facts_read_only_the_marts_contract_columns():
     row = Recording(make_row())
     facts_from_row(row)
     assert row.read - {"display_name", "email"} <= set(contract)
-    assert row.read >= {"minutes_listened", "busiest_weekday_name", "longest_streak_days", "minutes_listened_change"}
+    assert row.read >= {"minutes_listened", "busiest_weekday_name", "longest_streak_days", "minutes_listened_change",
+                        "skip_events", "skip_rate", "top_skipped_tracks"}
     assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at"}
 
 
@@ -107,3 +108,32 @@ def test_count_outcomes_counts_users_by_status_and_sent_recaps_by_source():
                 {"status": "already_sent", "recap_source": None}, {"status": "no_data"}]
     assert count_outcomes(outcomes) == {"users": 4, "sent": 2, "recap_gemini": 1, "recap_template": 1,
                                         "already_sent": 1, "no_data": 1}
+
+
+def test_skips_are_read_when_an_export_covered_the_week():
+    facts = facts_from_row(make_row())
+    assert (facts.skip_events, facts.skip_rate, facts.skip_rate_percent) == (29, Decimal("0.2500"), 25)
+    assert facts.skip_rate_label == "25% (29 skips)"
+    assert [(t.name, t.detail, t.plays) for t in facts.top_skipped_tracks] == [
+        ("All Star", "Smash Mouth", 6), ("Roads", "Portishead", 2)]
+    prompt_facts = facts.as_prompt_facts()
+    assert (prompt_facts["skip_rate_percent"], prompt_facts["skips"]) == (25, 29)
+    assert prompt_facts["most_skipped_tracks"][0] == {"name": "All Star", "by": "Smash Mouth", "skips": 6}
+    # a third rounds to a whole percent, half up, as the e-mail shows it
+    assert facts_from_row(make_row(skip_rate=Decimal("0.3333"), skip_events=1)).skip_rate_label == "33% (1 skip)"
+    assert facts_from_row(make_row(skip_rate=Decimal("0.1250"))).skip_rate_percent == 13
+
+
+def test_unknown_skips_say_nothing_rather_than_zero():
+    # no export covered the week: the mart's skip_rate is null (the API cannot see skips)
+    facts = facts_from_row(make_row(skip_rate=None, skip_events=0))
+    assert facts.skip_rate is None and facts.skip_rate_label is None
+    assert facts.top_skipped_tracks == ()  # never a "most skipped" list without a known rate
+    assert not {"skip_rate_percent", "skips", "most_skipped_tracks"} & set(facts.as_prompt_facts())
+    # an exported week without skips: a known 0 %, and no list
+    zero = facts_from_row(make_row(skip_rate=Decimal("0"), skip_events=0, top_skipped_tracks=[]))
+    assert zero.skip_rate_label == "0% (0 skips)" and zero.as_prompt_facts()["skip_rate_percent"] == 0
+    assert "most_skipped_tracks" not in zero.as_prompt_facts()
+    # an older mart without the columns
+    older = facts_from_row({"user_id": "u", "week_start": "2026-11-16", "plays": 3})
+    assert older.skip_rate is None and older.skip_events is None and older.top_skipped_tracks == ()

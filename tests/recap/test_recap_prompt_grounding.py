@@ -96,3 +96,15 @@ def test_template_recap_is_always_grounded():
 def test_allowed_numbers_cover_dates_and_names(facts):
     allowed = allowed_numbers(facts.as_prompt_facts())
     assert numbers_in("2026 11 16 22 182") <= allowed
+
+
+def test_skip_rate_is_a_fact_as_the_email_shows_it(facts):
+    sent = build_prompt(facts).facts
+    assert (sent["skip_rate_percent"], sent["skips"]) == (25, 29)
+    assert sent["most_skipped_tracks"][0] == {"name": "All Star", "by": "Smash Mouth", "skips": 6}
+    assert grounding_problems("You skipped 25% of what you started, 29 times in all.", sent) == []
+    # the mart's fraction is not what the e-mail shows: the model may not write it
+    assert grounding_problems("Your skip rate was 0.25.", sent)
+    # a week no export covered: nothing about skips reaches the model
+    unknown = facts_from_row(make_row(skip_rate=None)).as_prompt_facts()
+    assert not {"skip_rate_percent", "skips", "most_skipped_tracks"} & set(unknown)

@@ -121,3 +121,24 @@ def test_build_message_is_multipart_alternative_with_stable_headers():
     assert parsed["To"] == "ada@example.com" and parsed["X-Weekly-Wrapped-Week"] == "2026-11-16"
     assert parsed["X-Weekly-Wrapped-Recap"] == "template"
     assert "312.4" in parsed.get_body(("plain",)).get_content()
+
+
+def test_skip_rate_and_most_skipped_when_an_export_covered_the_week():
+    visible, text, _ = render(make_row())
+    assert "Skip rate 25% (29 skips)" in visible and "- Skip rate: 25% (29 skips)" in text
+    for body in (visible, text):
+        assert re.search(r"most skipped", body, re.IGNORECASE)
+        assert body.index("All Star") < body.index("Smash Mouth")
+    assert "MOST SKIPPED\n1. All Star - Smash Mouth (6 skips)\n2. Roads - Portishead (2 skips)" in text
+    assert "(6 skips)" in visible and "(9 plays)" in visible  # skips counted as skips, plays as plays
+
+
+def test_no_skip_rate_nor_most_skipped_when_skips_are_unknown():
+    # polled weeks only: the mart says nothing (null), and so does the e-mail - never "0%"
+    row = make_row(skip_rate=None, skip_events=0)
+    for body in render(row)[:2]:
+        assert not re.search(r"skip", body, re.IGNORECASE), body
+    # a known 0 % is shown, without an empty "most skipped" heading
+    visible, text, _ = render(make_row(skip_rate=Decimal("0.0000"), skip_events=0, top_skipped_tracks=[]))
+    assert "Skip rate 0% (0 skips)" in visible and "- Skip rate: 0% (0 skips)" in text
+    assert "Most skipped" not in visible and "MOST SKIPPED" not in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +46,11 @@ class WeekFacts:
     plays_change: int | None = None
     minutes_change: Decimal | None = None
     has_gap: bool = False
+    # Skips are known only for weeks a privacy export covered: skip_rate None means unknown
+    # (API polling cannot see skips), and then neither the rate nor the list is shown.
+    skip_events: int | None = None
+    skip_rate: Decimal | None = None  # skips / (plays + skips), 0-1, as in the mart
+    top_skipped_tracks: tuple[TopItem, ...] = ()  # TopItem.plays = times skipped
     display_name: str | None = None
     email: str | None = field(default=None, repr=False)
 
@@ -67,6 +72,23 @@ class WeekFacts:
     @property
     def busiest_hour_label(self) -> str | None:
         return None if self.busiest_hour is None else f"{self.busiest_hour:02d}:00"
+
+    @property
+    def skip_rate_percent(self) -> int | None:
+        """The skip rate as a whole percentage (33 for 0.3333), None when skips are unknown."""
+        if self.skip_rate is None:
+            return None
+        return int((self.skip_rate * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+    @property
+    def skip_rate_label(self) -> str | None:
+        """E.g. "33% (2 skips)"; None when the week's skips are unknown."""
+        if self.skip_rate_percent is None:
+            return None
+        label = f"{self.skip_rate_percent}%"
+        if self.skip_events is not None:
+            label += f" ({self.skip_events} skip{'' if self.skip_events == 1 else 's'})"
+        return label
 
     @property
     def had_previous_week(self) -> bool:
@@ -95,6 +117,10 @@ class WeekFacts:
             "longest_streak_days": self.longest_streak_days,
             "listening_data_incomplete": self.has_gap or None,
         }
+        if self.skip_rate_percent is not None:
+            facts["skip_rate_percent"] = self.skip_rate_percent
+            facts["skips"] = self.skip_events
+            facts["most_skipped_tracks"] = [_item_fact(i, count="skips") for i in self.top_skipped_tracks]
         if self.had_previous_week:
             facts["previous_week_plays"] = self.previous_week_plays
             facts["plays_change_vs_previous_week"] = self.plays_change
@@ -103,12 +129,12 @@ class WeekFacts:
         return {k: v for k, v in facts.items() if v is not None and v != [] and v != ""}
 
 
-def _item_fact(item: TopItem) -> dict:
+def _item_fact(item: TopItem, count: str = "plays") -> dict:
     fact: dict[str, Any] = {"name": item.name}
     if item.detail:
         fact["by"] = item.detail
     if item.plays is not None:
-        fact["plays"] = item.plays
+        fact[count] = item.plays
     return fact
 
 
@@ -161,6 +187,13 @@ def _minutes(value: Any) -> Decimal | None:
     return Decimal(str(value)).quantize(Decimal("0.1"))
 
 
+def _rate(value: Any) -> Decimal | None:
+    """A 0-1 rate to 4 decimals, as the mart rounds it; None when unknown."""
+    if value is None or value == "":
+        return None
+    return Decimal(str(value)).quantize(Decimal("0.0001"))
+
+
 def valid_time_zone(name: str | None) -> str:
     """The IANA name if Python knows it, else UTC (a typo at onboarding must not stop the e-mail)."""
     try:
@@ -176,6 +209,7 @@ def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
     Reads the mart's own column names (dbt_project/models/marts/wrapped_weekly.yml is the
     contract); every column but user_id and week_start may be absent or null.
     """
+    skip_rate = _rate(row.get("skip_rate"))
     return WeekFacts(
         user_id=str(row["user_id"]),
         week_start=_as_date(row["week_start"]),
@@ -199,6 +233,9 @@ def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
         plays_change=_int(row.get("plays_change")),
         minutes_change=_minutes(row.get("minutes_listened_change")),
         has_gap=bool(row.get("has_gap")),
+        skip_events=_int(row.get("skip_events")),
+        skip_rate=skip_rate,
+        top_skipped_tracks=_items(row.get("top_skipped_tracks")) if skip_rate is not None else (),
         display_name=row.get("display_name"),
         email=row.get("email"),
     )

@@ -68,12 +68,15 @@ def render_bodies(facts: WeekFacts, recap: str) -> tuple[str, str]:
         "recap": recap,
         "week_range": week_range(facts),
         "change": change_label(facts),
+        # (heading, items, what an item's count counts); an empty list gets no heading
         "lists": [
-            ("Top artists", facts.top_artists),
-            ("Top tracks", facts.top_tracks),
-            ("Top albums", facts.top_albums),
-            ("Top genres", facts.top_genres),
-            ("New artists you discovered", facts.top_new_artists),
+            ("Top artists", facts.top_artists, "play"),
+            ("Top tracks", facts.top_tracks, "play"),
+            ("Top albums", facts.top_albums, "play"),
+            ("Top genres", facts.top_genres, "play"),
+            ("New artists you discovered", facts.top_new_artists, "play"),
+            # only for weeks a privacy export covered (facts leave it empty otherwise)
+            ("Most skipped", facts.top_skipped_tracks, "skip"),
         ],
     }
     env = _environment()
