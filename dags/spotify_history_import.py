@@ -1,22 +1,28 @@
 """spotify_history_import: backfill one listener's history from a Spotify privacy export.
 
-Trigger it by hand with the user's Spotify id and the path of the export (one
-`Streaming_History_Audio_*.json` file, or the folder holding them), as seen by the workers:
+Trigger it by hand with the user's Spotify id and the path of the export as the workers see it:
+the zip Spotify sends (`my_spotify_data.zip`, `my_spotify_extended_streaming_history.zip`) as
+is, the folder it unpacks to, or single files (`Streaming_History_Audio_*.json`,
+`endsong_*.json`, `StreamingHistory*.json`):
 
     airflow dags trigger spotify_history_import \
-        --conf '{"user_id": "demo-ana", "path": "/data/exports/ana/"}'
+        --conf '{"user_id": "demo-ana", "path": "/data/exports/ana/my_spotify_data.zip"}'
 
-The whole export is validated first: a broken file fails the run with the file and
-line that broke it, and nothing is produced. Plays go to `spotify.plays` with
-`source = "export"`; re-importing is safe (plays keep their natural key), and a play
-also polled from the API is recognised as the same play by `fct_plays`. An export names its
-tracks but not their albums or artists: the tracks ingestion has not produced yet are queued in
-`app.metadata_backlog`, and `spotify_ingest` fetches their metadata (a bounded slice per hour).
+The whole export is validated first: a broken file fails the run, without retries, with the file
+(and zip member) and the line and column that broke it, and nothing is produced. Plays go to
+`spotify.plays` with `source = "export"`, plays under 30 s as skip events; podcast, audiobook
+and video rows, rows without a track and exact duplicates are skipped and counted. Artist and
+album names from the export are produced at once as name-only entities; real track ids are queued
+in `app.metadata_backlog`, account-data names in `app.track_resolutions`. Re-importing is safe
+(plays keep their natural key). The report (files, rows, plays, skips, skipped by reason, time
+range, queued) is printed in the task log and returned as XCom.
+All of it is `weekly_wrapped.ingest.history_import.import_export`; this file only wires it.
 Connections: `kafka_default`, `postgres_default`.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,7 +43,7 @@ DAG_ID = Path(__file__).stem
     params={
         "user_id": Param("", type="string", minLength=1, description="the listener's Spotify user id"),
         "path": Param("", type="string", minLength=1,
-                      description="export file, or folder of Streaming_History_Audio_*.json"),
+                      description="the export as the workers see it: the zip Spotify sends, its unpacked folder, or one file"),
     },
     doc_md=__doc__,
 )
@@ -55,7 +61,7 @@ def spotify_history_import():
         except ExportError as e:
             # A broken file stays broken: fail now, without retries.
             raise AirflowFailException(f"export refused: {e}") from None
-        print(f"imported {summary}")
+        print("export imported:", json.dumps(summary, indent=1))
         return summary
 
     import_export()
