@@ -82,7 +82,13 @@ RESOLVED_KEY = "name:track:11111111111111111111"  # resolved to t_svefn
 PENDING_KEY = "name:track:22222222222222222222"  # not resolved (yet)
 NAME_ONLY_ARTISTS = [(NAME_ARTIST, "Sigur Rós")]
 NAME_ONLY_ALBUMS = [(NAME_ALBUM, "Ágætis byrjun", [NAME_ARTIST])]
-NAME_ONLY_TRACKS = [("t_svefn", "Svefn-g-englar", None, NAME_ALBUM, [NAME_ARTIST])]
+NAME_ONLY_TRACKS = [
+    # track_id, name, duration_ms, album_id, artist_ids: extended history (a Spotify id) ...
+    ("t_svefn", "Svefn-g-englar", None, NAME_ALBUM, [NAME_ARTIST]),
+    # ... and account data (names only: no album, the track's own name key)
+    (RESOLVED_KEY, "Svefn-g-englar", None, None, [NAME_ARTIST]),
+    (PENDING_KEY, "Starálfur", None, None, [NAME_ARTIST]),
+]
 TRACK_RESOLUTIONS = [
     # name_key, artist, track, track_id, status
     (RESOLVED_KEY, "Sigur Rós", "Svefn-g-englar", "t_svefn", "resolved"),
@@ -97,7 +103,7 @@ EXPORT_PLAYS = [
     # account data (end truncated to the minute) and the extended copy 41 s later: one play
     ("lisbon", "2026-11-18 09:00:00+00", RESOLVED_KEY, "export", 250_000, None, None, None),
     ("lisbon", "2026-11-18 09:00:41+00", "t_svefn", "export", 250_000, "trackdone", False, False),
-    # account data, not resolved: a play of its own under the name key (no metadata: not ranked)
+    # account data, not resolved: a play of its own under the name key (ranked by its names)
     ("lisbon", "2026-11-18 12:00:00+00", PENDING_KEY, "export", 200_000, None, None, None),
     # a skip in both exports: one skip event
     ("lisbon", "2026-11-19 08:00:00+00", RESOLVED_KEY, "export", 3_000, None, None, None),

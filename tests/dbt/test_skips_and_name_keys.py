@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from listening_history import PENDING_KEY, RESOLVED_KEY
+from listening_history import NAME_ALBUM, NAME_ARTIST, PENDING_KEY, RESOLVED_KEY
 
 from weekly_wrapped import contracts
 
@@ -89,13 +89,15 @@ def test_name_only_albums_and_artists_rank_on_the_day_of_the_import(weeks):
     week = weeks[("lisbon", "2026-11-16")]
     assert (week["distinct_tracks"], week["distinct_artists"]) == (2, 1)  # t_svefn and the unresolved key
     assert week["ms_listened"] == 1_150_000 and week["minutes_listened"] == Decimal("19.2")
-    assert [(t["name"], t["artists"], t["plays"]) for t in week["top_tracks"]] == [
-        ("Svefn-g-englar", "Sigur Rós", 3),  # the unresolved play has no track metadata: not ranked
+    assert [(t["id"], t["name"], t["artists"], t["plays"]) for t in week["top_tracks"]] == [
+        ("t_svefn", "Svefn-g-englar", "Sigur Rós", 3),
+        (PENDING_KEY, "Starálfur", "Sigur Rós", 1),  # unresolved: ranked under its names
     ]
-    assert [(a["id"], a["name"], a["plays"]) for a in week["top_artists"]] == [
-        ("name:artist:5f0c1d0e9a8b7c6d5e4f", "Sigur Rós", 3),
+    assert [(a["id"], a["name"], a["plays"]) for a in week["top_artists"]] == [(NAME_ARTIST, "Sigur Rós", 4)]
+    # account data names no album
+    assert [(a["id"], a["name"], a["artists"], a["plays"]) for a in week["top_albums"]] == [
+        (NAME_ALBUM, "Ágætis byrjun", "Sigur Rós", 3),
     ]
-    assert [(a["name"], a["artists"], a["plays"]) for a in week["top_albums"]] == [("Ágætis byrjun", "Sigur Rós", 3)]
 
 
 def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
@@ -117,9 +119,11 @@ def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
 
     [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'")
     assert (week["plays"], week["skip_events"], week["skip_rate"]) == (4, 2, Decimal("0.3333"))
-    assert [(a["id"], a["name"], a["plays"]) for a in week["top_artists"]] == [("a_sigur", "Sigur Rós", 3)]
+    assert (week["distinct_tracks"], week["distinct_artists"]) == (2, 1)
+    # the still name-only track credits the real artist too: one artist, not two "Sigur Rós"
+    assert [(a["id"], a["name"], a["plays"]) for a in week["top_artists"]] == [("a_sigur", "Sigur Rós", 4)]
     assert [(a["id"], a["plays"]) for a in week["top_albums"]] == [("al_agaetis", 3)]
-    assert [(g["name"], g["plays"]) for g in week["top_genres"]] == [("post-rock", 3)]
+    assert [(g["name"], g["plays"]) for g in week["top_genres"]] == [("post-rock", 4)]
 
     with conn.cursor() as cur:
         cur.execute("update app.track_resolutions set track_id = 't_staralfur', status = 'resolved',"
@@ -129,3 +133,11 @@ def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
     plays = _lisbon_plays(dbt_built)
     assert len(plays) == 4
     assert plays[-1]["track_id"] == "t_staralfur" and plays[-1]["track_name_key"] == PENDING_KEY
+
+    statuses = dbt_built.dbt("build")
+    assert set(statuses) <= {"success", "pass", "warn"}, statuses
+    [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'")
+    assert (week["plays"], week["distinct_tracks"], week["distinct_artists"]) == (4, 2, 1)
+    assert [(t["id"], t["plays"]) for t in week["top_tracks"]] == [("t_svefn", 3), ("t_staralfur", 1)]
+    assert [(a["id"], a["plays"]) for a in week["top_artists"]] == [("a_sigur", 4)]
+    assert [(a["id"], a["plays"]) for a in week["top_albums"]] == [("al_agaetis", 4)]

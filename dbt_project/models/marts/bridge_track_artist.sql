@@ -6,15 +6,24 @@ tracks as (
 
 ),
 
+artist_name_keys as (
+
+    select * from {{ ref('int_artist_name_keys') }}
+
+),
+
 credits as (
 
     select
         tracks.track_id,
-        credited.artist_id,
+        -- a name-only artist whose real id is known by now is credited under that id
+        coalesce(artist_name_keys.artist_id, credited.artist_id) as artist_id,
         credited.artist_position
 
     from tracks
     cross join lateral unnest(tracks.artist_ids) with ordinality as credited (artist_id, artist_position)
+    left join artist_name_keys
+        on credited.artist_id = artist_name_keys.artist_name_key
     where credited.artist_id is not null
 
 ),
