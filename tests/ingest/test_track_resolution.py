@@ -2,6 +2,7 @@
 import queues them) resolved through a private fake Spotify's search, metadata on private topics."""
 
 import time
+import uuid
 from collections import Counter
 from dataclasses import replace
 
@@ -110,6 +111,35 @@ def test_a_track_already_produced_resolves_without_producing_it_again(env):
     result = resolve(env)
     assert rows(env)[key][:2] == ("resolved", t.id) and result.produced[contracts.TRACKS_TOPIC] == 0
     assert len(env.consume(contracts.TRACKS_TOPIC)) == n_tracks
+
+
+def test_a_track_already_in_the_warehouse_resolves_without_a_search_to_the_users_own_copy(env):
+    ana = env.user_ids[0]
+    tag = uuid.uuid4().hex[:14]
+    artist, song = f"Zoë {tag}", f"Hoppípolla {tag}"
+    # two real ids for the same song (album and single, say), the name-only entity, and Ana played one
+    artist_id, own, other = (f"{c}{tag}".ljust(22, "0") for c in ("artst", "trkown", "trkoth"))
+    name_only = contracts.name_key("track", artist, song)
+    try:
+        env.sql("insert into raw.artists (artist_id, name, fetched_at) values (%s, %s, now()), (%s, %s, now())",
+                (artist_id, artist, "feat" + artist_id[4:], "Someone"))
+        env.sql("insert into raw.tracks (track_id, name, artist_ids, fetched_at) values "
+                "(%s, %s, %s, now()), (%s, %s, %s, now()), (%s, %s, %s, now())",
+                (other, song, [artist_id], own, song, ["feat" + artist_id[4:], artist_id],
+                 name_only, song, [artist_id]))
+        env.sql("insert into raw.plays (user_id, played_at, track_id, source, ingested_at) "
+                "values (%s, now(), %s, 'export', now())", (ana, own))
+        key, missing = queue(env, ana, [(artist.upper(), song), (artist, "Not In The Warehouse")])
+
+        result = resolve(env)
+        assert (result.already_known, result.selected, result.searched) == (1, 1, 1)  # only the other pair searched
+        assert rows(env)[key][:3] == ("resolved", own, 0)  # the same id as the user's copy: the same play
+        assert rows(env)[missing][0] == "not_found"
+        assert resolve(env).already_known == 0
+    finally:
+        env.sql("delete from raw.plays where user_id = %s and track_id = %s", (ana, own))
+        env.sql("delete from raw.tracks where track_id = any(%s)", ([own, other, name_only],))
+        env.sql("delete from raw.artists where artist_id = any(%s)", ([artist_id, "feat" + artist_id[4:]],))
 
 
 def test_no_exact_match_is_not_found_and_never_searched_again(env):

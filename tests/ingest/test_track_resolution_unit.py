@@ -5,7 +5,9 @@ import unicodedata
 import pytest
 from spotipy.exceptions import SpotifyException
 
-from weekly_wrapped.ingest.track_resolution import DEFAULT_PER_RUN, best_match, fold, on_error, per_run_budget
+from weekly_wrapped import contracts
+from weekly_wrapped.ingest.track_resolution import (DEFAULT_PER_RUN, best_match, choose_known, fold, on_error,
+                                                    per_run_budget)
 from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, SpotifyUnavailable
 
 
@@ -46,6 +48,18 @@ def test_the_primary_artist_wins_over_a_featured_one_and_hangul_and_quotes_survi
     assert best_match([featured, primary], "아이유", song)["id"] == "p"
     assert best_match([featured], "아이유", song)["id"] == "f"  # featured is still the same song
     assert best_match([{"id": None, "name": song, "artists": []}, None, {}], "아이유", song) is None
+
+
+def test_a_warehouse_track_answers_a_pair_only_with_equal_names_the_users_own_copy_first():
+    def cand(track_id, position=1, own=False, name="Hoppípolla", artist="Sigur Rós", key="k"):
+        return (key, "SIGUR RÓS", "hoppípolla", track_id, name, artist, position, own)
+
+    assert choose_known([cand("b"), cand("a")]) == {"k": "a"}  # stable
+    assert choose_known([cand("a", position=2), cand("b")]) == {"k": "b"}  # the primary artist's
+    assert choose_known([cand("a"), cand("b", position=2, own=True)]) == {"k": "b"}  # the user's own copy
+    assert choose_known([cand(contracts.name_key("track", "Sigur Rós", "Hoppípolla"), own=True)]) == {}
+    assert choose_known([cand("a", name="Hoppípolla (Live)"), cand("b", artist="Sigur")]) == {}
+    assert choose_known([cand("a"), cand("z", key="j")]) == {"k": "a", "j": "z"}
 
 
 @pytest.mark.parametrize("exc, stop, counted", [

@@ -8,8 +8,12 @@ plays to the resolved `track_id`, so they become the same plays as polled or ext
 copies. `spotify_ingest` drains a bounded slice every hour (`resolve`), after its per-user
 batches, so the two never compete for Spotify's per-app rate limit.
 
-Per run, at most `per_run` look-ups (Variable `wrapped_track_resolution_per_run`, default 200),
-fewest attempts then oldest first:
+First, without a search (`settle_known`): pending pairs that a real Spotify track already in the
+warehouse answers (`raw.tracks` joined to `raw.artists` by the same names, as extended-history
+imports and the poll bring them) are resolved to it, preferring a track the user's own plays use,
+so an account-data play and its extended-history copy get the very same id. Then, per run, at
+most `per_run` look-ups (Variable `wrapped_track_resolution_per_run`, default 200), fewest attempts
+then oldest first:
 
 1. `GET /v1/search?type=track` with `track:"…" artist:"…"` (`UserSession.search_track`, at most
    the 10 items a development-mode app may ask for);
@@ -40,7 +44,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from weekly_wrapped import db
+from weekly_wrapped import contracts, db
 from weekly_wrapped.ingest import poll, store
 from weekly_wrapped.ingest.metadata_backfill import on_error, token_user
 from weekly_wrapped.ingest.poll import IngestConfig
@@ -93,6 +97,24 @@ def best_match(items: Iterable[Mapping], artist: str, track: str) -> dict | None
     return featured
 
 
+def choose_known(candidates: Iterable[tuple]) -> dict[str, str]:
+    """name_key -> track id, from warehouse candidates
+    (name_key, artist, track, track_id, track name, artist name, artist position, played by the user).
+
+    The names must be equal as `name_key` compares them (the SQL's `lower()` only narrows);
+    name-keyed tracks are no answer. A track the user's own plays use first (then it is the same
+    play as its copy), then one where the artist comes first, then the smallest id (stable).
+    """
+    best: dict[str, tuple] = {}
+    for key, artist, track, track_id, name, artist_name, position, own in candidates:
+        if contracts.is_name_key(track_id) or fold(name) != fold(track) or fold(artist_name) != fold(artist):
+            continue
+        rank = (not own, position or 1_000, track_id)
+        if key not in best or rank < best[key]:
+            best[key] = rank
+    return {key: rank[2] for key, rank in best.items()}
+
+
 @dataclass(frozen=True)
 class Pending:
     name_key: str
@@ -105,6 +127,29 @@ class Pending:
 
 def _user_filter(user_ids: list[str] | None) -> tuple[str, tuple]:
     return ("and user_id = any(%s)", (user_ids,)) if user_ids is not None else ("", ())
+
+
+def settle_known(dsn: str, user_ids: list[str] | None = None) -> int:
+    """Resolve, without a search, the pending pairs a Spotify track already in raw.tracks answers."""
+    where, params = ("and r.user_id = any(%s)", (user_ids,)) if user_ids is not None else ("", ())
+    with db.transaction(dsn) as cur:
+        # The importers' played tracks once, hashed (not a probe of raw.plays per candidate).
+        cur.execute(
+            "with r as (select * from app.track_resolutions r where r.status = 'pending' " + where + "), "
+            "mine as (select distinct p.user_id, p.track_id from raw.plays p "
+            "         where p.user_id in (select distinct user_id from r)) "
+            "select r.name_key, r.artist_name, r.track_name, t.track_id, t.name, a.name, "
+            "array_position(t.artist_ids, a.artist_id), m.track_id is not null "
+            "from r "
+            "join raw.tracks t on lower(t.name) = lower(r.track_name) and left(t.track_id, %s) <> %s "
+            "join raw.artists a on a.artist_id = any(t.artist_ids) and lower(a.name) = lower(r.artist_name) "
+            "left join mine m on m.user_id = r.user_id and m.track_id = t.track_id",
+            (*params, len(contracts.NAME_KEY_PREFIX), contracts.NAME_KEY_PREFIX))
+        known = choose_known(cur.fetchall())
+        for key, track_id in sorted(known.items()):
+            cur.execute("update app.track_resolutions set status = 'resolved', track_id = %s, resolved_at = now(), "
+                        "last_error = null where name_key = %s and status = 'pending'", (track_id, key))
+    return len(known)
 
 
 def pending(dsn: str, limit: int, user_ids: list[str] | None = None) -> list[Pending]:
@@ -155,6 +200,7 @@ def commit_run(dsn: str, produced: dict[str, list[str]], resolved: dict[str, str
 
 @dataclass
 class ResolutionResult:
+    already_known: int = 0     # resolved without a search: the track was in the warehouse already
     selected: int = 0          # pending rows taken this run (at most the budget)
     searched: int = 0          # search look-ups made
     resolved: int = 0          # rows given their Spotify track id
@@ -178,6 +224,7 @@ def resolve(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = Non
     from weekly_wrapped.ingest.producer import StreamProducer
 
     result = ResolutionResult()
+    result.already_known = settle_known(cfg.dsn, user_ids)
     rows = pending(cfg.dsn, per_run, user_ids) if per_run > 0 else []
     result.selected = len(rows)
     if not rows:
