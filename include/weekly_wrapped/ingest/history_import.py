@@ -49,9 +49,6 @@ SKIP_REASONS = ("podcast", "audiobook", "video", "no_track", "duplicate")
 PROGRESS_EVERY = 50_000
 QUEUE_CHUNK = 10_000
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
 @dataclass
 class ImportReport:
     """What one import read and did; `as_dict()` is the task's XCom."""
@@ -100,8 +97,8 @@ class ImportReport:
 
 
 def _ms(ts: dt.datetime) -> int:
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    """Epoch ms of an aware datetime (exact for the export's whole seconds and for milliseconds)."""
+    return round(ts.timestamp() * 1000)
 
 
 def account_end_ms(end_time: str) -> int:
@@ -131,11 +128,12 @@ class RowMessages:
         self.names: dict[str, tuple[str, str]] = {}  # name_key -> (artist, track): app.track_resolutions
 
     def _duplicate(self, row) -> bool:
-        h = hash(row)
-        if h in self._seen_rows:
+        h = hash(row)  # over every field: exact duplicates only
+        seen = self._seen_rows
+        if h in seen:
             self.report.skipped["duplicate"] += 1
             return True
-        self._seen_rows.add(h)
+        seen.add(h)
         return False
 
     def _play(self, played_at: int, track_id: str, ms_played: int, reason_end, shuffle, offline) -> tuple:
@@ -248,14 +246,21 @@ def _check_rows(file: ExportFile, data: bytes, kind: str, rows: list) -> None:
                 raise row_error(file, data, i, f"endTime {row.endTime!r}: {e}") from None
 
 
-def read_file(file: ExportFile) -> tuple[str, bytes | None, list | None]:
-    """(kind, data, rows) of one file, validated; (`ignored`, None, None) for a file we do not read."""
+def read_file(file: ExportFile, checked: bool = False) -> tuple[str, bytes | None, list | None]:
+    """(kind, data, rows) of one file, validated; (`ignored`, None, None) for a file we do not read.
+
+    `checked=True` (the produce pass, on files the validation pass accepted) leaves out the checks
+    the typed decoding does not repeat by itself (encoding, URIs, end times).
+    """
     data = file.read()
     kind = classify(file, data)
     if kind == "ignored":
         return kind, None, None
-    check_bytes(file, data)
+    if not checked:
+        check_bytes(file, data)
     rows = decode_rows(file, data, kind)
+    if checked:
+        return kind, data, rows
     if kind in HISTORY_KINDS:
         _check_rows(file, data, kind, rows)
     elif any(not isinstance(r, dict) for r in rows):
@@ -284,7 +289,7 @@ def iter_messages(files: list[ExportFile], rows_out: RowMessages,
     """Pass 2: the messages of every file, one file in memory at a time."""
     report = rows_out.report
     for file in files:
-        kind, _, rows = read_file(file)
+        kind, _, rows = read_file(file, checked=True)
         if kind == "ignored":
             report.files_ignored += 1
             continue
@@ -337,6 +342,8 @@ def import_export(path: Path, user_id: str, dsn: str, kafka_config: dict, progre
 
     report = ImportReport(user_id=user_id, path=str(path))
     rows_out = RowMessages(user_id, int(time.time() * 1000), report)
+    # Messages go out as they are built: the producer's local queue (librdkafka's, at most 100k
+    # messages) is the only buffer, so memory does not grow with the export.
     producer = StreamProducer(kafka_config, topics)
     send = producer.send
     next_progress = progress_every
