@@ -1,15 +1,17 @@
 """Track resolution on the real stack: name pairs queued in app.track_resolutions (as an account-data
 import queues them) resolved through a private fake Spotify's search, metadata on private topics."""
 
+import json
 import time
 import uuid
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
 from weekly_wrapped import contracts
-from weekly_wrapped.ingest import track_resolution
+from weekly_wrapped.ingest import history_import, track_resolution
 from weekly_wrapped.ingest.producer import DeliveryFailed
 from weekly_wrapped.spotify.client import UserSession
 from wrapped_dev.fakes import demo_listener as dl
@@ -97,6 +99,38 @@ def test_name_pairs_resolve_once_across_runs_with_their_metadata_on_kafka(env):
     third = resolve(env)
     queue(env, ana, pairs)
     assert third.selected == 0 and resolve(env).selected == 0 and env.counts() == counts
+
+
+def test_an_imported_account_data_export_resolves_to_the_listeners_real_tracks(env, tmp_path):
+    marcus = env.user_ids[1]
+    cat = env.fake.catalogue
+    plays = dl.plays_between(env.fake.seed, env.fake.users[marcus], env.start_ms - 2 * DAY, env.start_ms)
+    records = [{"endTime": datetime.fromtimestamp(p.played_at_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                "artistName": cat.artists[cat.tracks[p.track_id].artist_ids[0]].name,
+                "trackName": cat.tracks[p.track_id].name, "msPlayed": p.ms_played} for p in plays]
+    (tmp_path / "StreamingHistory_music_0.json").write_text(json.dumps(records, ensure_ascii=False))
+    report = history_import.import_export(tmp_path, marcus, env.dsn, {"bootstrap.servers": env.bootstrap},
+                                          topics=env.topics)
+    pairs = {contracts.name_key("track", r["artistName"], r["trackName"]): (r["artistName"], r["trackName"])
+             for r in records}
+    assert report["resolutions_queued"] == len(pairs) == len(rows(env))
+
+    result = resolve(env)
+    assert (result.resolved, result.not_found, result.stopped) == (len(pairs), 0, None)
+    for key, (status, track_id, _, _) in rows(env).items():
+        artist, track = pairs[key]
+        found = cat.tracks[track_id]  # a real id of the catalogue, with the export's names
+        assert status == "resolved" and found.name == track and artist in {cat.artists[a].name for a in found.artist_ids}
+    # where the names are the song's alone in the catalogue, that is the very track played
+    # (a single and its album's version share them: the search cannot tell those apart)
+    owners = Counter(contracts.name_key("track", cat.artists[t.artist_ids[0]].name, t.name)
+                     for t in cat.tracks.values())
+    truth = {contracts.name_key("track", cat.artists[cat.tracks[p.track_id].artist_ids[0]].name,
+                                cat.tracks[p.track_id].name): p.track_id for p in plays}
+    unique = {key for key in pairs if owners[key] == 1}
+    assert len(unique) > len(pairs) / 2
+    assert {key: rows(env)[key][1] for key in unique} == {key: truth[key] for key in unique}
+    assert report["resolutions_queued"] == env.counts()["GET /v1/search"]
 
 
 def test_a_track_already_produced_resolves_without_producing_it_again(env):
