@@ -43,7 +43,8 @@ AwareDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class ExtendedRow(msgspec.Struct, frozen=True):
+# gc=False: rows hold only scalars (no cycles), so the collector need not track 16k objects a file.
+class ExtendedRow(msgspec.Struct, frozen=True, gc=False):
     """One row of the extended streaming history; every field Spotify documents, so that two rows
     equal here are exact duplicates. Unknown extra fields are allowed (and ignored)."""
 
@@ -75,7 +76,7 @@ class ExtendedRow(msgspec.Struct, frozen=True):
     incognito_mode: bool | None = None
 
 
-class AccountRow(msgspec.Struct, frozen=True):
+class AccountRow(msgspec.Struct, frozen=True, gc=False):
     """One row of the account-data history: minute precision, names only."""
 
     endTime: str

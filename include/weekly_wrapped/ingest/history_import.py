@@ -45,6 +45,8 @@ __all__ = ["ExportError", "ImportReport", "RowMessages", "import_export", "valid
 log = logging.getLogger(__name__)
 
 TRACK_URI_PREFIX = "spotify:track:"
+_URI_PREFIX_LEN = len(TRACK_URI_PREFIX)
+PLAYS_TOPIC, SCHEMA_VERSION, MIN_PLAY_MS = contracts.PLAYS_TOPIC, contracts.SCHEMA_VERSION, contracts.MIN_PLAY_MS
 SKIP_REASONS = ("podcast", "audiobook", "video", "no_track", "duplicate")
 PROGRESS_EVERY = 50_000
 QUEUE_CHUNK = 10_000
@@ -126,6 +128,7 @@ class RowMessages:
         self._entities: set[str] = set()    # entity ids produced
         self.track_ids: set[str] = set()    # real track ids of plays/skips: for app.metadata_backlog
         self.names: dict[str, tuple[str, str]] = {}  # name_key -> (artist, track): app.track_resolutions
+        self._first, self._last = float("inf"), float("-inf")
 
     def _duplicate(self, row) -> bool:
         h = hash(row)  # over every field: exact duplicates only
@@ -138,16 +141,16 @@ class RowMessages:
 
     def _play(self, played_at: int, track_id: str, ms_played: int, reason_end, shuffle, offline) -> tuple:
         r = self.report
-        if ms_played >= contracts.MIN_PLAY_MS:
+        if ms_played >= MIN_PLAY_MS:
             r.plays += 1
         else:
             r.skip_events += 1
-        if r.first_played_at_ms is None or played_at < r.first_played_at_ms:
-            r.first_played_at_ms = played_at
-        if r.last_played_at_ms is None or played_at > r.last_played_at_ms:
-            r.last_played_at_ms = played_at
-        return (contracts.PLAYS_TOPIC, {
-            "schema_version": contracts.SCHEMA_VERSION, "user_id": self.user_id, "played_at": played_at,
+        if played_at < self._first:
+            self._first = r.first_played_at_ms = played_at
+        if played_at > self._last:
+            self._last = r.last_played_at_ms = played_at
+        return (PLAYS_TOPIC, {
+            "schema_version": SCHEMA_VERSION, "user_id": self.user_id, "played_at": played_at,
             "track_id": track_id, "context_uri": None, "source": "export", "ms_played": ms_played,
             "ingested_at": self.ingested_at_ms, "reason_end": reason_end, "shuffle": shuffle, "offline": offline,
         })
@@ -172,8 +175,11 @@ class RowMessages:
 
     def extended(self, row: ExtendedRow, file_kind: str = "extended") -> list[tuple]:
         self.report.rows += 1
-        if self._duplicate(row):
+        h = hash(row)  # over every field: exact duplicates only (inlined _duplicate: the hot path)
+        if h in self._seen_rows:
+            self.report.skipped["duplicate"] += 1
             return []
+        self._seen_rows.add(h)
         uri = row.spotify_track_uri
         if uri is None:
             if file_kind in SKIPPED_KINDS:
@@ -186,7 +192,7 @@ class RowMessages:
                 reason = "no_track"  # every track field null (or a local file, which has no Spotify id)
             self.report.skipped[reason] += 1
             return []
-        track_id = uri[len(TRACK_URI_PREFIX):]
+        track_id = uri[_URI_PREFIX_LEN:]
         out: list[tuple] = []
         if track_id not in self._entities and row.master_metadata_track_name:
             artist_name = row.master_metadata_album_artist_name
@@ -204,7 +210,8 @@ class RowMessages:
                         "artist_ids": [artist_id], "image_url": None, "fetched_at": 0}))
             self._track(out, track_id, row.master_metadata_track_name, album_id, [artist_id] if artist_id else None)
         self.track_ids.add(track_id)
-        out.append(self._play(_ms(row.ts), track_id, row.ms_played, row.reason_end, row.shuffle, row.offline))
+        out.append(self._play(round(row.ts.timestamp() * 1000), track_id, row.ms_played, row.reason_end,
+                              row.shuffle, row.offline))
         return out
 
     def account(self, row: AccountRow, file_kind: str = "account") -> list[tuple]:
@@ -246,13 +253,15 @@ def _check_rows(file: ExportFile, data: bytes, kind: str, rows: list) -> None:
                 raise row_error(file, data, i, f"endTime {row.endTime!r}: {e}") from None
 
 
-def read_file(file: ExportFile, checked: bool = False) -> tuple[str, bytes | None, list | None]:
+def read_file(file: ExportFile, checked: bool = False, data: bytes | None = None) -> tuple[str, bytes | None, list | None]:
     """(kind, data, rows) of one file, validated; (`ignored`, None, None) for a file we do not read.
 
     `checked=True` (the produce pass, on files the validation pass accepted) leaves out the checks
-    the typed decoding does not repeat by itself (encoding, URIs, end times).
+    the typed decoding does not repeat by itself (encoding, URIs, end times). `data`: the file's
+    bytes if already read.
     """
-    data = file.read()
+    if data is None:
+        data = file.read()
     kind = classify(file, data)
     if kind == "ignored":
         return kind, None, None
@@ -268,12 +277,30 @@ def read_file(file: ExportFile, checked: bool = False) -> tuple[str, bytes | Non
     return kind, data, rows
 
 
+def _read_ahead(files: list[ExportFile]) -> Iterator[tuple[ExportFile, bytes]]:
+    """(file, bytes) in order, the next file read (unzipped) in a thread while this one is worked on:
+    zlib and file reads release the GIL. At most two files' bytes are held at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not files:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
+        pending = pool.submit(files[0].read)
+        for i, file in enumerate(files):
+            data = pending.result()
+            if i + 1 < len(files):
+                pending = pool.submit(files[i + 1].read)
+            yield file, data
+            del data
+
+
 def validate_export(path: Path, on_file: Callable[[ExportFile, str, int], None] | None = None) -> list[ExportFile]:
     """Pass 1: every file read and checked (one at a time); ExportError at the first problem."""
     files = list_files(Path(path))
     history = 0
-    for file in files:
-        kind, _, rows = read_file(file)
+    for file, data in _read_ahead(files):
+        kind, _, rows = read_file(file, data=data)
+        del data
         if kind != "ignored":
             history += 1
         if on_file:
@@ -288,8 +315,9 @@ def iter_messages(files: list[ExportFile], rows_out: RowMessages,
                   on_file: Callable[[ExportFile, str], None] | None = None) -> Iterator[tuple[str, dict]]:
     """Pass 2: the messages of every file, one file in memory at a time."""
     report = rows_out.report
-    for file in files:
-        kind, _, rows = read_file(file, checked=True)
+    for file, data in _read_ahead(files):
+        kind, _, rows = read_file(file, checked=True, data=data)
+        del data
         if kind == "ignored":
             report.files_ignored += 1
             continue
