@@ -126,3 +126,12 @@ def test_a_zip_that_is_not_a_zip_or_is_damaged(tmp_path):
     z.write_bytes(bytes(data))
     with pytest.raises(ExportError, match=rf"damaged.zip!/x/{AUDIO}: "):
         validate_export(z)
+
+
+def test_a_file_that_cannot_be_read_is_an_export_error(tmp_path):
+    f = tmp_path / "Streaming_History_Audio_0.json"
+    f.write_bytes(dumps(GOOD))
+    [file] = list_files(f)
+    f.unlink()  # gone between listing and reading
+    with pytest.raises(ExportError, match=r"Streaming_History_Audio_0.json: cannot be read"):
+        file.read()

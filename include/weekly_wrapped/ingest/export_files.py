@@ -110,8 +110,20 @@ class ExportFile:
 # --- which files -----------------------------------------------------------------------------------
 
 def _is_zip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) in ZIP_MAGIC
+    try:
+        with path.open("rb") as f:
+            return f.read(4) in ZIP_MAGIC
+    except OSError as e:
+        raise ExportError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _file_reader(path: Path) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise ExportError(f"{path}: cannot be read ({e.strerror or e})") from None
+    return read
 
 
 def _zip_members(path: Path) -> Iterator[ExportFile]:
@@ -142,13 +154,13 @@ def list_files(path: Path) -> list[ExportFile]:
         files: list[ExportFile] = []
         for p in sorted(q for q in path.rglob("*") if q.is_file()):
             files.extend(_zip_members(p) if _is_zip(p) else
-                         [ExportFile(str(p), p.name, False, p.read_bytes)])
+                         [ExportFile(str(p), p.name, False, _file_reader(p))])
         return files
     if _is_zip(path):
         return list(_zip_members(path))
     if path.suffix.lower() == ".zip":
         raise ExportError(f"{path}: byte 0: named .zip but not a zip archive")
-    return [ExportFile(str(path), path.name, True, path.read_bytes)]
+    return [ExportFile(str(path), path.name, True, _file_reader(path))]
 
 
 # --- what each file is -------------------------------------------------------------------------------
