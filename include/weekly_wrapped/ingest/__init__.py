@@ -4,6 +4,8 @@
                        the cursor only after Kafka acknowledged (`ingest_users`, `plan_batches`)
 - `history_import`     a privacy export, validated whole, then produced (`import_export`)
 - `metadata_backfill`  full metadata for tracks known only from exports, a bounded slice per run
+- `track_resolution`   Spotify ids for tracks an account-data export names without one (search,
+                       once per name pair, a bounded slice per run)
 - `store`              ingestion's tables: cursors, outcomes, gaps, the entity cache (I/O)
 - `producer`           the idempotent Kafka producer with delivery reports (I/O)
 
