@@ -2,7 +2,8 @@
 
 - `poll`               hourly, per user: recently-played since the cursor, metadata, produce, move
                        the cursor only after Kafka acknowledged (`ingest_users`, `plan_batches`)
-- `history_import`     a privacy export, validated whole, then produced (`import_export`)
+- `history_import`     a privacy export, validated whole, then produced (`import_export`), with a report
+- `export_files`       finding and strictly decoding an export's files (zip, folder, files), by content
 - `metadata_backfill`  full metadata for tracks known only from exports, a bounded slice per run
 - `track_resolution`   Spotify ids for tracks an account-data export names without one (search,
                        once per name pair, a bounded slice per run)
