@@ -36,7 +36,8 @@ localized as (
         plays.ms_played,
         tracks.duration_ms,
         plays.ms_since_previous_play,
-        plays.from_export
+        -- null on rows built before the column existed (until a full refresh): the kept row's source
+        coalesce(plays.from_export, plays.play_source = 'export') as from_export
 
     from plays
     inner join users
