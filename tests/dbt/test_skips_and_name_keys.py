@@ -106,6 +106,12 @@ def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
     now under the real ids. An incremental build picks the resolution up (no raw row changed)."""
     conn = dbt_built.connect()
     with conn.cursor() as cur:
+        # another track of the album, imported the next week, whose metadata is still to come
+        cur.execute("insert into raw.tracks (track_id, name, album_id, artist_ids, fetched_at)"
+                    " values ('t_vidrar', 'Viðrar vel til loftárása', %s, %s, to_timestamp(0))",
+                    (NAME_ALBUM, [NAME_ARTIST]))
+        cur.execute("insert into raw.plays (user_id, played_at, track_id, source, ms_played, ingested_at)"
+                    " values ('lisbon', '2026-11-24 10:00:00+00', 't_vidrar', 'export', 300000, now())")
         cur.execute("insert into raw.artists (artist_id, name, genres, fetched_at)"
                     " values ('a_sigur', 'Sigur Rós', array['post-rock'], now())")
         cur.execute("insert into raw.albums (album_id, name, artist_ids, fetched_at)"
@@ -117,13 +123,19 @@ def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
     statuses = dbt_built.dbt("build")
     assert set(statuses) <= {"success", "pass", "warn"}, statuses
 
-    [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'")
+    [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'"
+                            " and week_start = '2026-11-16'")
     assert (week["plays"], week["skip_events"], week["skip_rate"]) == (4, 2, Decimal("0.3333"))
     assert (week["distinct_tracks"], week["distinct_artists"]) == (2, 1)
     # the still name-only track credits the real artist too: one artist, not two "Sigur Rós"
     assert [(a["id"], a["name"], a["plays"]) for a in week["top_artists"]] == [("a_sigur", "Sigur Rós", 4)]
     assert [(a["id"], a["plays"]) for a in week["top_albums"]] == [("al_agaetis", 3)]
     assert [(g["name"], g["plays"]) for g in week["top_genres"]] == [("post-rock", 4)]
+    # the track still known by names is on the same album and by the same artist meanwhile
+    [next_week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'"
+                                 " and week_start = '2026-11-23'")
+    assert [(a["id"], a["name"], a["plays"]) for a in next_week["top_albums"]] == [("al_agaetis", "Ágætis byrjun", 1)]
+    assert [(a["id"], a["plays"]) for a in next_week["top_artists"]] == [("a_sigur", 1)]
 
     with conn.cursor() as cur:
         cur.execute("update app.track_resolutions set track_id = 't_staralfur', status = 'resolved',"
@@ -131,12 +143,13 @@ def test_metadata_then_a_resolution_arrive_and_no_count_changes(dbt_built):
     statuses = dbt_built.dbt("build", "--select", "fct_plays")
     assert set(statuses) <= {"success", "pass", "warn"}, statuses
     plays = _lisbon_plays(dbt_built)
-    assert len(plays) == 4
-    assert plays[-1]["track_id"] == "t_staralfur" and plays[-1]["track_name_key"] == PENDING_KEY
+    assert len(plays) == 4 + 1  # t_vidrar's, the week after
+    assert plays[3]["track_id"] == "t_staralfur" and plays[3]["track_name_key"] == PENDING_KEY
 
     statuses = dbt_built.dbt("build")
     assert set(statuses) <= {"success", "pass", "warn"}, statuses
-    [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'")
+    [week] = dbt_built.rows("select * from marts.wrapped_weekly where user_id = 'lisbon'"
+                            " and week_start = '2026-11-16'")
     assert (week["plays"], week["distinct_tracks"], week["distinct_artists"]) == (4, 2, 1)
     assert [(t["id"], t["plays"]) for t in week["top_tracks"]] == [("t_svefn", 3), ("t_staralfur", 1)]
     assert [(a["id"], a["plays"]) for a in week["top_artists"]] == [("a_sigur", 4)]

@@ -23,6 +23,12 @@ artists as (
 
 ),
 
+album_name_keys as (
+
+    select * from {{ ref('int_album_name_keys') }}
+
+),
+
 played_tracks as (
 
     select distinct track_id from {{ ref('fct_plays') }}
@@ -58,7 +64,8 @@ final as (
 
     select
         all_track_ids.track_id,
-        tracks.album_id,
+        -- a name-only album whose real id is known by now is that album
+        coalesce(album_name_keys.album_id, tracks.album_id) as album_id,
         track_artist_names.primary_artist_id,
         coalesce(tracks.track_name, 'Unknown track') as track_name,
         track_artist_names.artist_names,
@@ -74,6 +81,8 @@ final as (
         on all_track_ids.track_id = tracks.track_id
     left join track_artist_names
         on all_track_ids.track_id = track_artist_names.track_id
+    left join album_name_keys
+        on tracks.album_id = album_name_keys.album_name_key
 
 )
 
