@@ -153,7 +153,8 @@ def private_kafka(settings, tmp_path_factory):
     """A broker of our own (same jars, other ports), so we can stop it without disturbing anyone."""
     state = tmp_path_factory.mktemp("kafka-state")
     (state / "jars").mkdir()
-    (state / "jars" / "kafka").symlink_to(stack_kafka.jar_dir(settings))
+    # The shared broker may be someone else's (reused, not started here): resolve the jars ourselves.
+    (state / "jars" / "kafka").symlink_to(stack_kafka.ensure_jars(settings))
     port = free_port()
     private = replace(settings, state_dir=state, kafka_port=port, kafka_controller_port=free_port(),
                       kafka_bootstrap=f"127.0.0.1:{port}")
