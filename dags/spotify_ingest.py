@@ -110,10 +110,10 @@ def spotify_ingest():
         """Full track/album/artist metadata for a bounded slice of tracks known only from exports."""
         from weekly_wrapped.airflow import connections as conns
         from weekly_wrapped.ingest import metadata_backfill
+        from weekly_wrapped.ingest.catalogue import per_run_budget
 
-        per_run = metadata_backfill.per_run_budget(
-            params.get("metadata_backfill_per_run"),
-            metadata_backfill.per_run_budget(conns.variable("wrapped_metadata_backfill_per_run")))
+        per_run = per_run_budget(params.get("metadata_backfill_per_run"),
+                                 conns.variable("wrapped_metadata_backfill_per_run"))
         cfg = conns.ingest_config(float(conns.variable("wrapped_spotify_rps")))
         result = metadata_backfill.backfill(cfg, per_run)
         left = metadata_backfill.backlog_counts(cfg.dsn)
@@ -127,10 +127,10 @@ def spotify_ingest():
         """Spotify ids (and full metadata) for a bounded slice of tracks known only by name from exports."""
         from weekly_wrapped.airflow import connections as conns
         from weekly_wrapped.ingest import track_resolution
+        from weekly_wrapped.ingest.catalogue import per_run_budget
 
-        per_run = track_resolution.per_run_budget(
-            params.get("track_resolution_per_run"),
-            track_resolution.per_run_budget(conns.variable("wrapped_track_resolution_per_run")))
+        per_run = per_run_budget(params.get("track_resolution_per_run"),
+                                 conns.variable("wrapped_track_resolution_per_run"))
         cfg = conns.ingest_config(float(conns.variable("wrapped_spotify_rps")))
         result = track_resolution.resolve(cfg, per_run)
         left = track_resolution.backlog_counts(cfg.dsn)

@@ -1,4 +1,5 @@
-"""The metadata backfill's pure parts: budget, what to queue, whose token, what an error means."""
+"""The catalogue look-ups' shared pure parts (budget, whose token, what an error means) and the
+metadata backfill's own (what to queue)."""
 
 import json
 from datetime import datetime, timezone
@@ -11,8 +12,8 @@ from spotipy.exceptions import SpotifyException, SpotifyOauthError
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest import poll as ingest
 from weekly_wrapped.spotify import client as spotify
-from weekly_wrapped.ingest.metadata_backfill import (DEFAULT_PER_RUN, on_error, per_run_budget, token_user,
-                                              tracks_to_queue)
+from weekly_wrapped.ingest.catalogue import on_error, per_run_budget, token_user
+from weekly_wrapped.ingest.metadata_backfill import tracks_to_queue
 from weekly_wrapped.spotify import payloads
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -23,15 +24,15 @@ def http(status):
     return SpotifyException(status, -1, "url", headers={})
 
 
-def test_budget_comes_from_the_setting_else_the_default():
-    assert per_run_budget(None) == per_run_budget("") == DEFAULT_PER_RUN == 200
-    assert per_run_budget("50") == per_run_budget(50) == 50
-    assert per_run_budget(0) == 0  # a way to switch it off
-    assert per_run_budget(None, default=7) == 7
-    with pytest.raises(ValueError):
-        per_run_budget("-1")
-    with pytest.raises(ValueError):
-        per_run_budget("lots")
+def test_budget_comes_from_the_param_else_the_variable():
+    assert per_run_budget(None, "200") == per_run_budget("", "200") == per_run_budget(" ", 200) == 200
+    assert per_run_budget("50", "200") == per_run_budget(50, "200") == 50
+    assert per_run_budget(0, "200") == 0  # a way to switch it off for one run
+    for bad in ("-1", "lots"):
+        with pytest.raises(ValueError):
+            per_run_budget(bad, "200")
+        with pytest.raises(ValueError):
+            per_run_budget(None, bad)
 
 
 def test_every_distinct_track_of_the_imported_plays_is_queued_once():
@@ -61,7 +62,9 @@ def test_what_an_error_means_for_the_run_and_the_row(exc, stop, counted):
     assert (step.stop, step.count_attempt) == (stop, counted)
 
 
-def test_configuration_errors_are_not_swallowed():
+def test_configuration_errors_and_bugs_are_not_swallowed():
+    with pytest.raises(KeyError):
+        on_error(KeyError("a bug"))
     with pytest.raises(SpotifyOauthError):
         on_error(SpotifyOauthError("bad app", error="invalid_client"))
     with pytest.raises(requests.ConnectionError):  # (session.call turns these into SpotifyUnavailable)

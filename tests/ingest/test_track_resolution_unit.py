@@ -1,28 +1,17 @@
-"""Track resolution's pure parts: the budget, which search item is the track, what an error means."""
+"""Track resolution's pure parts: which search item is the track, which known track answers a name pair.
+
+The budget, the borrowed token and the error steps it shares with the metadata backfill are
+tested in test_metadata_backfill_unit.py (`ingest.catalogue`)."""
 
 import unicodedata
 
-import pytest
-from spotipy.exceptions import SpotifyException
 
 from weekly_wrapped import contracts
-from weekly_wrapped.ingest.track_resolution import (DEFAULT_PER_RUN, best_match, choose_known, fold, on_error,
-                                                    per_run_budget)
-from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, SpotifyUnavailable
+from weekly_wrapped.ingest.track_resolution import best_match, choose_known, fold
 
 
 def item(track_id: str, name: str, *artists: str) -> dict:
     return {"id": track_id, "name": name, "artists": [{"id": f"a{i}", "name": a} for i, a in enumerate(artists)]}
-
-
-def test_budget_comes_from_the_setting_else_the_default():
-    assert per_run_budget(None) == per_run_budget("") == per_run_budget(" ") == DEFAULT_PER_RUN == 200
-    assert per_run_budget("50") == per_run_budget(50) == 50
-    assert per_run_budget(0) == 0  # switched off
-    assert per_run_budget(None, default=7) == 7
-    for bad in ("-1", "lots"):
-        with pytest.raises(ValueError):
-            per_run_budget(bad)
 
 
 def test_names_compare_as_name_keys_do():
@@ -60,24 +49,6 @@ def test_a_warehouse_track_answers_a_pair_only_with_equal_names_the_users_own_co
     assert choose_known([cand(contracts.name_key("track", "Sigur Rós", "Hoppípolla"), own=True)]) == {}
     assert choose_known([cand("a", name="Hoppípolla (Live)"), cand("b", artist="Sigur")]) == {}
     assert choose_known([cand("a"), cand("z", key="j")]) == {"k": "a", "j": "z"}
-
-
-@pytest.mark.parametrize("exc, stop, counted", [
-    (RateLimited("429 Retry-After 7200s", None), True, False),  # the app's limit: the rest waits, row untouched
-    (RateLimited("QUOTA_EXCEEDED", None), True, False),
-    (NeedsReauth("revoked"), True, False),
-    (SpotifyUnavailable("Spotify 502 after 4 attempts"), True, True),
-    (SpotifyException(403, -1, "url", headers={}), True, False),
-    (SpotifyException(400, -1, "url", headers={}), False, True),  # this query only
-])
-def test_what_an_error_means_for_the_run_and_the_row(exc, stop, counted):
-    step = on_error(exc)
-    assert (step.stop, step.count_attempt) == (stop, counted)
-
-
-def test_anything_else_is_raised():
-    with pytest.raises(KeyError):
-        on_error(KeyError("a bug"))
 
 
 def test_the_dag_resolves_after_the_backfill_whatever_the_batches_did(tmp_path):

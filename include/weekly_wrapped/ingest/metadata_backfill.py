@@ -36,67 +36,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from spotipy.exceptions import SpotifyException
-
 from weekly_wrapped import contracts, db
-from weekly_wrapped.ingest import poll, store
+from weekly_wrapped.ingest import catalogue, poll, store
 from weekly_wrapped.ingest.poll import IngestConfig
-from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.spotify import payloads
-from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, RateLimiter, SpotifyUnavailable, UserSession
-from weekly_wrapped.users import accounts as users
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PER_RUN = 200
 # A row that failed this often (5xx, odd 4xx) is left alone; its last_error says why.
 MAX_ATTEMPTS = 5
 
 
 # --- pure parts ---------------------------------------------------------------------------------
 
-def per_run_budget(value: str | int | None, default: int = DEFAULT_PER_RUN) -> int:
-    """Tracks to look up in one run: the configured value (env or DAG param), else the default."""
-    if value is None or str(value).strip() == "":
-        return default
-    budget = int(value)
-    if budget < 0:
-        raise ValueError(f"the metadata backfill budget must be >= 0, got {budget}")
-    return budget
-
-
 def tracks_to_queue(plays: Iterable[dict]) -> list[str]:
     """The distinct track ids of imported plays, in a stable order."""
     return sorted({p["track_id"] for p in plays})
-
-
-def token_user(pending_user_ids: list[str], active_user_ids: list[str]) -> str | None:
-    """Whose refresh token the run borrows: the oldest pending row's importer if active, else any active user."""
-    active = set(active_user_ids)
-    for user_id in pending_user_ids:
-        if user_id in active:
-            return user_id
-    return active_user_ids[0] if active_user_ids else None
-
-
-@dataclass(frozen=True)
-class ErrorStep:
-    stop: bool           # stop the run here (the remaining rows wait for the next run)
-    count_attempt: bool  # the row's fault, or possibly: count it towards MAX_ATTEMPTS
-
-
-def on_error(exc: Exception) -> ErrorStep:
-    """What a failed look-up means for the run and for its row; re-raises what no retry can fix."""
-    if isinstance(exc, (RateLimited, NeedsReauth)):
-        return ErrorStep(stop=True, count_attempt=False)  # not the track's fault
-    if isinstance(exc, SpotifyUnavailable):
-        # Counted, so one track that always makes Spotify fail cannot block the backlog forever.
-        return ErrorStep(stop=True, count_attempt=True)
-    if isinstance(exc, SpotifyException) and exc.http_status in (401, 403):
-        return ErrorStep(stop=True, count_attempt=False)  # the token or the app, not the track
-    if isinstance(exc, SpotifyException) and 400 <= exc.http_status < 500:
-        return ErrorStep(stop=False, count_attempt=True)  # e.g. a malformed id: this row only
-    raise exc
 
 
 # --- the warehouse side ----------------------------------------------------------------------------
@@ -191,24 +146,18 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
     Raises `producer.DeliveryFailed` when Kafka did not acknowledge everything (nothing is
     marked done, so Airflow's retry does the same slice again).
     """
-    from weekly_wrapped.ingest.producer import StreamProducer
-
     result = BackfillResult()
     result.already_known = settle_known(cfg.dsn, user_ids)
     rows = pending(cfg.dsn, per_run, user_ids) if per_run > 0 else []
     result.selected = len(rows)
     if not rows:
         return result
-    active = users.list_active_users(cfg.dsn)
-    if user_ids is not None:
-        active = [u for u in active if u in set(user_ids)]
-    result.token_user = token_user([u for _, u in rows], active)
-    if result.token_user is None:
+    borrowed = catalogue.borrow_session(cfg, [u for _, u in rows], user_ids, sleep)
+    if borrowed is None:
         result.stopped = "no active user whose token could be used"
         return result
-    refresh_token = users.refresh_token_of(cfg.dsn, cfg.fernet_key, result.token_user)
-    session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
-    cache = store.EntityCache(cfg.dsn)
+    result.token_user = borrowed.user_id
+    session, cache = borrowed.session, store.EntityCache(cfg.dsn)
     now_ms = int(time.time() * 1000)
 
     out = payloads.PollMessages()  # everything this run produces, one message per entity
@@ -227,31 +176,18 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
             # The album and artists only if still unknown, and only the incomplete ones are fetched.
             to_produce = poll.complete_metadata(session, cache, msgs, now_ms)
         except Exception as exc:
-            step = on_error(exc)  # re-raises configuration errors (e.g. invalid_client)
-            failed[track_id] = (f"{type(exc).__name__}: {exc}", step.count_attempt)
+            error, step = catalogue.failure(cfg, borrowed, exc)
+            failed[track_id] = (error, step.count_attempt)
             result.failed += 1
-            if isinstance(exc, NeedsReauth):
-                users.mark_needs_reauth(cfg.dsn, result.token_user, str(exc))
             if step.stop:
-                result.stopped = f"{type(exc).__name__}: {exc}"
+                result.stopped = error
                 break
             continue
-        for topic in poll.PRODUCE_ORDER:
-            entities = msgs.entities(topic)
-            for entity_id in to_produce[topic]:
-                out.entities(topic).setdefault(entity_id, entities[entity_id])
+        catalogue.keep_new(out, msgs, to_produce)
         done[track_id] = None
         result.completed += 1
 
-    new_refresh = spotify.current_refresh_token(session.oauth)
-    if new_refresh and new_refresh != refresh_token:  # Spotify may rotate it: keep the live one
-        users.save_refresh_token(cfg.dsn, cfg.fernet_key, result.token_user, new_refresh)
-
-    producer = StreamProducer(cfg.kafka_config, cfg.topics)
-    for topic in poll.PRODUCE_ORDER:
-        producer.send_all(((topic, m) for m in out.entities(topic).values()), validated=True)
-    producer.flush(cfg.flush_timeout_s)  # raises DeliveryFailed: then nothing is marked done
-    produced = {topic: list(out.entities(topic)) for topic in poll.PRODUCE_ORDER}
+    produced = catalogue.produce_found(cfg, borrowed, out)  # raises DeliveryFailed: nothing marked done
     result.produced = {topic: len(ids) for topic, ids in produced.items()}
     commit_run(cfg.dsn, produced, done, failed)
     log.info("metadata backfill: %s", result.as_dict())

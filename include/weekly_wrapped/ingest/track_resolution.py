@@ -45,32 +45,17 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from weekly_wrapped import contracts, db
-from weekly_wrapped.ingest import poll, store
-from weekly_wrapped.ingest.metadata_backfill import on_error, token_user
+from weekly_wrapped.ingest import catalogue, poll, store
 from weekly_wrapped.ingest.poll import IngestConfig
-from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.spotify import payloads
-from weekly_wrapped.spotify.client import NeedsReauth, RateLimiter, UserSession
-from weekly_wrapped.users import accounts as users
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PER_RUN = 200
 # A row whose look-up failed this often (5xx, odd 4xx) is given up: not_found, last_error says why.
 MAX_ATTEMPTS = 5
 
 
 # --- pure parts ---------------------------------------------------------------------------------
-
-def per_run_budget(value: str | int | None, default: int = DEFAULT_PER_RUN) -> int:
-    """Searches in one run: the configured value (Variable or DAG param), else the default."""
-    if value is None or str(value).strip() == "":
-        return default
-    budget = int(value)
-    if budget < 0:
-        raise ValueError(f"the track resolution budget must be >= 0, got {budget}")
-    return budget
-
 
 def fold(name: str | None) -> str:
     """A name as `contracts.name_key` compares it: NFC-normalised, trimmed, case-folded."""
@@ -221,24 +206,18 @@ def resolve(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = Non
     Raises `producer.DeliveryFailed` when Kafka did not acknowledge everything (no row is
     marked, so Airflow's retry searches the same slice again).
     """
-    from weekly_wrapped.ingest.producer import StreamProducer
-
     result = ResolutionResult()
     result.already_known = settle_known(cfg.dsn, user_ids)
     rows = pending(cfg.dsn, per_run, user_ids) if per_run > 0 else []
     result.selected = len(rows)
     if not rows:
         return result
-    active = users.list_active_users(cfg.dsn)
-    if user_ids is not None:
-        active = [u for u in active if u in set(user_ids)]
-    result.token_user = token_user([r.user_id for r in rows], active)
-    if result.token_user is None:
+    borrowed = catalogue.borrow_session(cfg, [r.user_id for r in rows], user_ids, sleep)
+    if borrowed is None:
         result.stopped = "no active user whose token could be used"
         return result
-    refresh_token = users.refresh_token_of(cfg.dsn, cfg.fernet_key, result.token_user)
-    session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
-    cache = store.EntityCache(cfg.dsn)
+    result.token_user = borrowed.user_id
+    session, cache = borrowed.session, store.EntityCache(cfg.dsn)
     now_ms = int(time.time() * 1000)
 
     out = payloads.PollMessages()  # everything this run produces, one message per entity
@@ -259,31 +238,18 @@ def resolve(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = Non
             # Entities produced before are dropped; only incomplete ones (artists' images) are fetched.
             to_produce = poll.complete_metadata(session, cache, msgs, now_ms)
         except Exception as exc:
-            step = on_error(exc)  # re-raises configuration errors (e.g. invalid_client)
-            failed[row.name_key] = (f"{type(exc).__name__}: {exc}", step.count_attempt)
+            error, step = catalogue.failure(cfg, borrowed, exc)
+            failed[row.name_key] = (error, step.count_attempt)
             result.failed += 1
-            if isinstance(exc, NeedsReauth):
-                users.mark_needs_reauth(cfg.dsn, result.token_user, str(exc))
             if step.stop:
-                result.stopped = f"{type(exc).__name__}: {exc}"
+                result.stopped = error
                 break
             continue
-        for topic in poll.PRODUCE_ORDER:
-            entities = msgs.entities(topic)
-            for entity_id in to_produce[topic]:
-                out.entities(topic).setdefault(entity_id, entities[entity_id])
+        catalogue.keep_new(out, msgs, to_produce)
         resolved[row.name_key] = match["id"]
         result.resolved += 1
 
-    new_refresh = spotify.current_refresh_token(session.oauth)
-    if new_refresh and new_refresh != refresh_token:  # Spotify may rotate it: keep the live one
-        users.save_refresh_token(cfg.dsn, cfg.fernet_key, result.token_user, new_refresh)
-
-    producer = StreamProducer(cfg.kafka_config, cfg.topics)
-    for topic in poll.PRODUCE_ORDER:
-        producer.send_all(((topic, m) for m in out.entities(topic).values()), validated=True)
-    producer.flush(cfg.flush_timeout_s)  # raises DeliveryFailed: then nothing is marked
-    produced = {topic: list(out.entities(topic)) for topic in poll.PRODUCE_ORDER}
+    produced = catalogue.produce_found(cfg, borrowed, out)  # raises DeliveryFailed: no row is marked
     result.produced = {topic: len(ids) for topic, ids in produced.items()}
     commit_run(cfg.dsn, produced, resolved, not_found, failed)
     log.info("track resolution: %s", result.as_dict())
