@@ -7,6 +7,7 @@
 - `metadata_backfill`  full metadata for tracks known only from exports, a bounded slice per run
 - `track_resolution`   Spotify ids for tracks an account-data export names without one (search,
                        once per name pair, a bounded slice per run)
+- `catalogue`          what those two share: budget, a borrowed token, error steps, produce-then-mark
 - `store`              ingestion's tables: cursors, outcomes, gaps, the entity cache (I/O)
 - `producer`           the idempotent Kafka producer with delivery reports (I/O)
 
