@@ -165,15 +165,15 @@ def test_every_format_lands_each_play_once_with_its_artists_on_the_day_of_the_im
     assert report["skipped"]["podcast"] == 1 and report["skipped"]["no_track"] == 1
     assert report["skipped"]["duplicate"] == 1
 
-    # Polled copies of some plays, a few seconds after the export's own time, as the API reports them.
+    # Every user's latest plays were polled too: copies a few seconds after the export's own time.
     producer = StreamProducer(kafka_config, topics)
-    polled = sorted(plays)[:5]
-    for ts, uri in polled:
-        played_at = int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000) + 2_000
-        producer.send(contracts.PLAYS_TOPIC, {"user_id": extended, "played_at": played_at,
-                                              "track_id": uri.split(":")[-1], "context_uri": None,
-                                              "source": "api", "ms_played": None,
-                                              "ingested_at": played_at + 60_000})
+    for user, user_rows in rows.items():
+        for ts, uri in sorted(expected_plays(user_rows))[-5:]:
+            played_at = int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000) + 2_000
+            producer.send(contracts.PLAYS_TOPIC, {"user_id": user, "played_at": played_at,
+                                                  "track_id": uri.split(":")[-1], "context_uri": None,
+                                                  "source": "api", "ms_played": None,
+                                                  "ingested_at": played_at + 60_000})
     producer.flush()
 
     # The search endpoint found every account-data name pair (the resolver itself is tested elsewhere).
