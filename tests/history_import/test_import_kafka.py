@@ -5,12 +5,9 @@ What lands on Kafka is read back and compared with an independent reading of the
 """
 
 import json
-import uuid
 from dataclasses import dataclass
 
-import psycopg2
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest.history_import import ExportError, import_export
@@ -19,8 +16,8 @@ from tests.history_import.exports import (
     account, account_podcast, dumps, endsong, expected, extended, nothing, podcast, write_zip,
 )
 from tests.history_import.test_messages import messy_extended
-from tests.support.kafka import private_topics
-from tests.support.postgres import private_database
+from tests.support.kafka import private_topics, read_topic
+from tests.support.postgres import private_database, sql
 
 
 @dataclass
@@ -31,33 +28,11 @@ class Env:
     user_id: str
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
-        conn = psycopg2.connect(self.dsn)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return sql(self.dsn, query, params)
 
     def consume(self, topic: str) -> list[dict]:
-        name = self.topics[topic]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False})
-        try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)
-            if high == 0:
-                return []
-            consumer.assign([TopicPartition(name, 0, 0)])
-            out = []
-            while True:
-                msg = consumer.poll(10)
-                assert msg is not None and msg.error() is None, f"reading {name}: {msg and msg.error()}"
-                out.append(json.loads(msg.value()))
-                if msg.offset() >= high - 1:
-                    return out
-        finally:
-            consumer.close()
+        """Every message on one of this test's topics (contract name), in offset order."""
+        return read_topic(self.bootstrap, self.topics[topic])
 
     def run(self, path):
         return import_export(path, self.user_id, self.dsn, {"bootstrap.servers": self.bootstrap}, topics=self.topics)

@@ -13,10 +13,8 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 
-import psycopg2
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
 from wrapped_dev import demo_users
 from weekly_wrapped import contracts
@@ -28,7 +26,8 @@ from weekly_wrapped.users import accounts as users
 from wrapped_dev.fakes import demo_listener as dl
 from wrapped_dev.fakes.spotify_server import FakeSpotify, make_server, parse_instant
 
-from tests.support.kafka import create_topics, delete_topics
+from tests.support.kafka import create_topics, delete_topics, read_topic
+from tests.support.postgres import sql
 
 FROZEN_NOW = "2026-11-20T18:30:00Z"
 
@@ -69,37 +68,11 @@ class IngestEnv:
         self.sql("update app.ingest_cursors set after_ms = %s where user_id = %s", (after_ms, user_id))
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
-        conn = psycopg2.connect(self.dsn)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return sql(self.dsn, query, params)
 
     def consume(self, topic: str) -> list[dict]:
         """Every message on one of this test's topics (contract name), in offset order."""
-        import json
-
-        name = self.topics[topic]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False})
-        try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)
-            if high == 0:
-                return []
-            consumer.assign([TopicPartition(name, 0, 0)])
-            out = []
-            while True:
-                msg = consumer.poll(10)
-                assert msg is not None, f"timed out reading {name}"
-                assert msg.error() is None, msg.error()
-                out.append(json.loads(msg.value()))
-                if msg.offset() >= high - 1:
-                    return out
-        finally:
-            consumer.close()
+        return read_topic(self.bootstrap, self.topics[topic])
 
     def truth(self, user_id: str, after_ms: int, now_ms: int) -> set[tuple]:
         """The natural keys of the plays the fake serves for a user in (after_ms, now_ms]."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # Partitions of the real topics (wrapped_dev.stack.kafka), by stream.
@@ -62,3 +64,24 @@ def private_topics(bootstrap: str, prefix: str = "test.", names: Mapping[str, st
         yield topics
     finally:
         delete_topics(bootstrap, topics.values())
+
+
+def read_topic(bootstrap: str, name: str) -> list[dict]:
+    """Every JSON message of a one-partition topic, in offset order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10)
+        if high == 0:
+            return []
+        consumer.assign([TopicPartition(name, 0, 0)])
+        out = []
+        while True:
+            msg = consumer.poll(10)
+            assert msg is not None, f"timed out reading {name}"
+            assert msg.error() is None, msg.error()
+            out.append(json.loads(msg.value()))
+            if msg.offset() >= high - 1:
+                return out
+    finally:
+        consumer.close()

@@ -66,3 +66,15 @@ def private_database(admin_dsn: str, prefix: str = "wrapped_test", schema: bool 
         yield name, dsn
     finally:
         drop_database(admin_dsn, name)
+
+
+def sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement in autocommit; its rows, if it returns any."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
