@@ -20,6 +20,9 @@ class TopItem:
     name: str
     plays: int | None = None
     detail: str | None = None  # e.g. the artists of a track
+    minutes: Decimal | None = None
+    image_url: str | None = None  # album art (tracks, albums) or the artist's picture
+    spotify_url: str | None = None  # https://open.spotify.com/<kind>/<id>; None for name-only plays
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,21 @@ class WeekFacts:
     top_skipped_tracks: tuple[TopItem, ...] = ()  # TopItem.plays = times skipped
     display_name: str | None = None
     email: str | None = field(default=None, repr=False)
+    # ---- what the numbers rest on (docs/recap.md is the contract)
+    locale: str = "en"  # Babel locale for weekday and hour formats
+    history_known_since: datetime | None = None
+    discoveries_available: bool = True
+    weeks_until_discoveries: int | None = None
+    previous_week_status: str | None = None  # compared | no_plays | partial | not_known
+    previous_week_minutes: Decimal | None = None
+    plays_estimated_minutes: int = 0
+    plays_pending_metadata: int = 0
+    longest_streak_running_days: int | None = None
+    week_hours: Decimal | None = None
+    missed_hours: Decimal | None = None
+    estimated_missed_plays: int = 0
+    minutes_by_day: tuple[tuple[date, Decimal], ...] = ()  # Monday first, 7 entries
+    listening_clock: tuple[tuple[Decimal, ...], ...] = ()  # 7 weekdays (Monday first) x 24 hours
 
     @property
     def week_end(self) -> date:
