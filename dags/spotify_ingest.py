@@ -18,8 +18,14 @@ Then `resolve_tracks` gives tracks known only by artist and track name (account-
 `wrapped_track_resolution_per_run` searches (Variable, default 200; param `track_resolution_per_run`
 overrides it for one run), each name pair once; see `weekly_wrapped.ingest.track_resolution`.
 
+Alongside, `fill_genres` gives artists that Spotify gave no genres their genres from MusicBrainz's
+tags, when the installation enables it (Variable `wrapped_musicbrainz_genres`, default false: it
+sends artist names to MusicBrainz), at most `wrapped_musicbrainz_genres_per_run` artists (default
+300; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second, each
+artist once; see `weekly_wrapped.ingest.genres`. Skipped when not enabled.
+
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
-Connections: `spotify_default`, `kafka_default`, `postgres_default`.
+Connections: `spotify_default`, `kafka_default`, `postgres_default`, `musicbrainz_default`.
 Variables: `wrapped_ingest_batch_size` (users per mapped task, default 10), `wrapped_ingest_threads`
 (users at once in a batch, default 4), `wrapped_spotify_rps` (the app's request budget per second,
 default 10, split evenly between the batches that run at once), `wrapped_fernet_secret`.
@@ -57,6 +63,9 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
         # None: the Variable wrapped_track_resolution_per_run (default 200) decides at run time.
         "track_resolution_per_run": Param(None, type=["null", "integer"], minimum=0,
                                           description="name pairs the track resolution may search this run"),
+        # None: the Variable wrapped_musicbrainz_genres_per_run (default 300) decides at run time.
+        "musicbrainz_genres_per_run": Param(None, type=["null", "integer"], minimum=0,
+                                            description="artists whose genres may be looked up this run"),
     },
     doc_md=__doc__,
 )
@@ -137,6 +146,27 @@ def spotify_ingest():
         print(f"track resolution (budget {per_run}): {result.as_dict()}; backlog now {left}")
         return {**result.as_dict(), "backlog": left}
 
+    # Beside the batches, not after them: MusicBrainz is not Spotify, so nothing shares a budget.
+    @task
+    def fill_genres(params: dict) -> dict:
+        """Genres from MusicBrainz for a bounded slice of the artists Spotify gave none; skipped unless enabled."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.ingest import genres
+        from weekly_wrapped.ingest.catalogue import per_run_budget
+
+        if conns.variable("wrapped_musicbrainz_genres").strip().lower() != "true":
+            raise AirflowSkipException("MusicBrainz genres are off (Variable wrapped_musicbrainz_genres)")
+        per_run = per_run_budget(params.get("musicbrainz_genres_per_run"),
+                                 conns.variable("wrapped_musicbrainz_genres_per_run"))
+        dsn = conns.warehouse_dsn()
+        result = genres.fill_genres(dsn, conns.musicbrainz_config(), per_run)
+        left = genres.genre_counts(dsn)
+        print(f"musicbrainz genres (budget {per_run}): {result.as_dict()}; now {left}")
+        return {**result.as_dict(), "counts": left}
+
+    fill_genres()
     batches_done = ingest_batch.expand(batch=plan_batches())
     summarize(batches_done)
     batches_done >> backfill_metadata() >> resolve_tracks()

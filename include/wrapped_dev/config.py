@@ -66,6 +66,10 @@ class Settings:
     gemini_api_key: str
     gemini_model: str
     fake_gemini_port: int
+    musicbrainz_base_url: str
+    musicbrainz_contact: str
+    musicbrainz_genres: bool
+    fake_musicbrainz_port: int
     spotify_redirect_uri: str
     smtp_host: str
     smtp_port: int
@@ -124,6 +128,7 @@ def load_settings() -> Settings:
     kafka_port = int(_env("WRAPPED_KAFKA_PORT", "9092"))
     fake_spotify_port = int(_env("WRAPPED_FAKE_SPOTIFY_PORT", "8901"))
     fake_gemini_port = int(_env("WRAPPED_FAKE_GEMINI_PORT", "8902"))
+    fake_musicbrainz_port = int(_env("WRAPPED_FAKE_MUSICBRAINZ_PORT", "8903"))
     airflow_port = int(_env("WRAPPED_AIRFLOW_PORT", "8080"))
     return Settings(
         state_dir=state_dir,
@@ -146,6 +151,11 @@ def load_settings() -> Settings:
         gemini_api_key=_env("GEMINI_API_KEY", "demo-gemini-key"),
         gemini_model=_env("GEMINI_MODEL", "gemini-2.5-flash"),
         fake_gemini_port=fake_gemini_port,
+        musicbrainz_base_url=_env("MUSICBRAINZ_BASE_URL", f"http://127.0.0.1:{fake_musicbrainz_port}/ws/2/"),
+        musicbrainz_contact=_env("MUSICBRAINZ_CONTACT", "wrapped@localhost"),
+        # On for the local stack (its MusicBrainz is the fake); the product's default is off.
+        musicbrainz_genres=_env("WRAPPED_MUSICBRAINZ_GENRES", "true") == "true",
+        fake_musicbrainz_port=fake_musicbrainz_port,
         spotify_redirect_uri=_env("SPOTIFY_REDIRECT_URI", f"http://127.0.0.1:{airflow_port}/wrapped/callback"),
         smtp_host=_env("WRAPPED_SMTP_HOST", "127.0.0.1"),
         smtp_port=int(_env("WRAPPED_SMTP_PORT", "8025")),

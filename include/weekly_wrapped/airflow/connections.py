@@ -23,6 +23,7 @@ SPOTIFY_CONN_ID = "spotify_default"
 GEMINI_CONN_ID = "gemini_default"
 SMTP_CONN_ID = "smtp_default"
 SPARK_CONN_ID = "spark_default"
+MUSICBRAINZ_CONN_ID = "musicbrainz_default"
 
 # Variables: name -> default. Airflow masks values of names holding "secret" in its logs and UI.
 VARIABLE_DEFAULTS = {
@@ -33,6 +34,9 @@ VARIABLE_DEFAULTS = {
     "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
     "wrapped_metadata_backfill_per_run": "200",  # exported tracks looked up per `spotify_ingest` run
     "wrapped_track_resolution_per_run": "200",  # exported name pairs searched per `spotify_ingest` run
+    # Artist genres from MusicBrainz: off unless the operator agrees to send artist names there.
+    "wrapped_musicbrainz_genres": "false",
+    "wrapped_musicbrainz_genres_per_run": "300",  # artists looked up per `spotify_ingest` run (1 a second)
     # dbt's logs; the cosmos tasks read it through a template with this default (marts.cosmos_config).
     "wrapped_dbt_artifacts_dir": str(Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"),
 }
@@ -96,6 +100,18 @@ def gemini_api(conn_id: str = GEMINI_CONN_ID) -> GeminiApi:
 def smtp_from(conn_id: str = SMTP_CONN_ID) -> str:
     """The recap's From address: the SMTP connection's `from_email`."""
     return _connection(conn_id).extra_dejson["from_email"]
+
+
+def musicbrainz_config(conn_id: str = MUSICBRAINZ_CONN_ID):
+    """MusicBrainz's web service: extra `base_url` (unset: musicbrainz.org) and `contact` (an e-mail
+    or URL for the User-Agent MusicBrainz requires; unset: the recap's From address)."""
+    from email.utils import parseaddr
+
+    from weekly_wrapped.ingest.genres import DEFAULT_BASE_URL, MusicBrainzConfig
+
+    extra = _connection(conn_id).extra_dejson
+    contact = extra.get("contact") or parseaddr(smtp_from())[1]
+    return MusicBrainzConfig(extra.get("base_url") or DEFAULT_BASE_URL, contact)
 
 
 def consumer_config() -> ConsumerConfig:

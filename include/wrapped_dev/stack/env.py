@@ -66,6 +66,10 @@ def connections(settings: Settings) -> dict[str, str]:
             "conn_type": "http", "password": settings.gemini_api_key,
             "extra": {"model": settings.gemini_model, "base_url": settings.gemini_base_url},
         },
+        "musicbrainz_default": {
+            "conn_type": "http",
+            "extra": {"base_url": settings.musicbrainz_base_url, "contact": settings.musicbrainz_contact},
+        },
         "smtp_default": {
             "conn_type": "smtp", "host": settings.smtp_host, "port": settings.smtp_port,
             "login": settings.smtp_user,
@@ -88,6 +92,7 @@ def variables(settings: Settings) -> dict[str, str]:
     """The Airflow Variables the stack sets (the others keep their defaults unless `.env` sets them)."""
     return {"AIRFLOW_VAR_WRAPPED_FERNET_SECRET": settings.fernet_key,
             "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code,
+            "AIRFLOW_VAR_WRAPPED_MUSICBRAINZ_GENRES": "true" if settings.musicbrainz_genres else "false",
             "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(settings.state_dir / "dbt")}
 
 

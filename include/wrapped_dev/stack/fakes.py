@@ -1,4 +1,4 @@
-"""The local stand-ins for outside services: fake Spotify, fake Gemini, an SMTP sink.
+"""The local stand-ins for outside services: fake Spotify, fake Gemini, fake MusicBrainz, an SMTP sink.
 
 They are real HTTP/SMTP servers that the real clients (spotipy, google-genai,
 Airflow's SMTP provider) talk to; only the outside SaaS behind them is faked.
@@ -24,6 +24,9 @@ def _specs(settings: Settings) -> list[tuple[Service, list[str], int]]:
         (Service("fake-gemini", run, logs),
          [py, "-m", "wrapped_dev.fakes.gemini_server", "--port", str(settings.fake_gemini_port)],
          settings.fake_gemini_port),
+        (Service("fake-musicbrainz", run, logs),
+         [py, "-m", "wrapped_dev.fakes.musicbrainz_server", "--port", str(settings.fake_musicbrainz_port)],
+         settings.fake_musicbrainz_port),
         (Service("smtp-sink", run, logs),
          [py, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(settings.smtp_port),
           "--dir", str(settings.mail_dir)],
