@@ -164,6 +164,19 @@ create table if not exists app.track_resolutions (
 create index if not exists track_resolutions_pending on app.track_resolutions (attempts, queued_at)
     where status = 'pending';
 
+-- Artist genres from MusicBrainz's tags (weekly_wrapped.ingest.genres), for installations that
+-- enable it: each artist is looked up once, and a miss (status 'not_found') is kept too, so it is
+-- never asked again. `genres` is empty when MusicBrainz knows the artist but none of its tags is a genre.
+create table if not exists app.artist_genres (
+    artist_id      text primary key,
+    artist_name    text not null,               -- the name that was searched
+    genres         text[] not null default '{}',
+    source         text not null default 'musicbrainz',
+    status         text not null check (status in ('found', 'not_found')),
+    musicbrainz_id text,                        -- the MusicBrainz artist the genres came from
+    fetched_at     timestamptz not null default now()
+);
+
 create table if not exists app.sent_emails (
     user_id    text not null references app.users (user_id),
     week_start date not null,          -- Monday, in the user's time zone
