@@ -1,34 +1,41 @@
-"""Ask Gemini for the recap intro, through the real google-genai SDK. I/O edge.
+"""Ask Gemini for a structured (JSON) answer, through the real google-genai SDK. I/O edge.
 
-Retries are the SDK's own (tenacity inside google-genai): a few attempts with short
-exponential back-off on 408/429/5xx, and a per-request timeout, so one slow or rate-
-limited call cannot hold a worker for long. The caller falls back to the template recap
-on any error, so an outage of Gemini never stops the e-mail.
+`response_mime_type="application/json"` with `response_schema=<pydantic model>` makes the
+model answer with JSON of that shape; we still parse and check it ourselves (grounding.py),
+since a model may break the schema, and we return the raw text for that.
+
+Transport retries are the SDK's own (tenacity inside google-genai): a short exponential
+back-off on 408/429/5xx and on timeouts, and a per-request timeout, so one slow or rate-
+limited call cannot hold a worker for long. Any error is raised; `ai.write_intro` then uses
+the template intro, so an outage of Gemini never stops the e-mail.
 """
 
 from __future__ import annotations
 
 import logging
 
-from weekly_wrapped.recap.prompt import RecapPrompt
+from pydantic import BaseModel
+
+from weekly_wrapped.recap.prompt import IntroAnswer, RecapPrompt
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 
 
-def generate_recap_text(
+def generate_json(
     prompt: RecapPrompt,
+    schema: type[BaseModel],
     *,
     api_key: str,
     model: str,
     base_url: str | None = None,
-    timeout_s: float = 30.0,
-    attempts: int = 3,
+    timeout_s: float = 20.0,
+    attempts: int = 2,
     initial_delay_s: float = 1.0,
-    max_delay_s: float = 8.0,
+    max_delay_s: float = 4.0,
 ) -> str | None:
-    """The model's text (None if it answered without text, e.g. blocked). Raises on API errors."""
+    """The model's JSON text (None when it answered without text, e.g. blocked). Raises on API errors."""
     from google import genai
     from google.genai import types
 
@@ -51,6 +58,8 @@ def generate_recap_text(
             contents=prompt.user_prompt,
             config=types.GenerateContentConfig(
                 system_instruction=prompt.system_instruction,
+                response_mime_type="application/json",
+                response_schema=schema,
                 temperature=0.4,
                 # Roomy: on 2.5 models "thinking" tokens count against this limit too, and
                 # the grounding check caps the visible answer's length anyway.
@@ -61,12 +70,17 @@ def generate_recap_text(
     finally:
         client.close()
     candidate = (response.candidates or [None])[0]
-    finish = getattr(candidate, "finish_reason", None)
     usage = response.usage_metadata
     log.info(
-        "gemini model=%s finish_reason=%s tokens=%s",
+        "gemini model=%s schema=%s finish_reason=%s tokens=%s",
         model,
-        finish,
+        schema.__name__,
+        getattr(candidate, "finish_reason", None),
         getattr(usage, "total_token_count", None),
     )
     return response.text
+
+
+def generate_recap_text(prompt: RecapPrompt, **options) -> str | None:
+    """The intro answer's JSON text (the name job.py used before `ai.write_intro`)."""
+    return generate_json(prompt, IntroAnswer, **options)

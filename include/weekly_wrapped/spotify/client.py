@@ -27,7 +27,7 @@ import requests
 import spotipy
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException, SpotifyOauthError
-from spotipy.oauth2 import SpotifyOAuth
+from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOAuth
 
 from weekly_wrapped import contracts
 from weekly_wrapped.spotify import payloads
@@ -94,7 +94,20 @@ def oauth_for_refresh_token(app: SpotifyApp, refresh_token: str) -> SpotifyOAuth
     return make_oauth(app, stale)
 
 
-def make_client(app: SpotifyApp, oauth: SpotifyOAuth) -> spotipy.Spotify:
+def make_app_auth(app: SpotifyApp) -> SpotifyClientCredentials:
+    """The app's own token (Client Credentials flow): catalogue calls only, no user behind it."""
+    auth = SpotifyClientCredentials(
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        requests_session=_session(),
+        requests_timeout=REQUEST_TIMEOUT_S,
+        cache_handler=MemoryCacheHandler(),
+    )
+    auth.OAUTH_TOKEN_URL = f"{app.accounts}/api/token"
+    return auth
+
+
+def make_client(app: SpotifyApp, oauth: SpotifyOAuth | SpotifyClientCredentials) -> spotipy.Spotify:
     """A spotipy client on `app.api`, with spotipy's own retries off (we retry ourselves)."""
     sp = spotipy.Spotify(
         auth_manager=oauth,
@@ -188,6 +201,9 @@ class UserSession:
         self.sleep = sleep
         self.refreshed_after_401 = False
 
+    def renew_token(self) -> None:
+        force_refresh(self.oauth)
+
     def call(self, fn: Callable[[spotipy.Spotify], Any]) -> Any:
         attempt = 0
         while True:
@@ -207,7 +223,7 @@ class UserSession:
                     self.refreshed_after_401 = True
                     self.limiter.acquire()
                     try:
-                        force_refresh(self.oauth)
+                        self.renew_token()
                     except SpotifyOauthError as oauth_exc:
                         if oauth_exc.error == "invalid_grant":
                             raise NeedsReauth(f"refresh token rejected: {oauth_exc.error_description}") from None
@@ -284,6 +300,34 @@ class UserSession:
         q = f"track:{quoted(track)} artist:{quoted(artist)}"
         page = self.call(lambda sp: sp.search(q, limit=limit, type="track"))
         return [item for item in ((page or {}).get("tracks") or {}).get("items") or [] if item and item.get("id")]
+
+    def search_artist(self, name: str, limit: int = 5) -> list[dict]:
+        """Spotify's artist objects for a name, best first: `GET /search?type=artist` with an
+        `artist:` filter (at most 10 for a development-mode app, 2026)."""
+        q = 'artist:"' + " ".join(name.replace('"', " ").split()) + '"'
+        page = self.call(lambda sp: sp.search(q, limit=limit, type="artist"))
+        return [item for item in ((page or {}).get("artists") or {}).get("items") or [] if item and item.get("id")]
+
+
+class AppSession(UserSession):
+    """The app's own session (Client Credentials), for catalogue look-ups no user is needed for.
+
+    The recap's artist suggestions are searched with it: no user's refresh token is used (so
+    the recap never rotates a token the ingest may be using), one token serves a whole run,
+    and the same error policy and rate limiter as polling apply.
+    """
+
+    def __init__(self, app: SpotifyApp, policy: CallPolicy, limiter: RateLimiter,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.policy = policy
+        self.oauth = make_app_auth(app)
+        self.sp = make_client(app, self.oauth)
+        self.limiter = limiter
+        self.sleep = sleep
+        self.refreshed_after_401 = False
+
+    def renew_token(self) -> None:
+        self.oauth.get_access_token(as_dict=False, check_cache=False)
 
 
 def _utcnow() -> datetime:

@@ -12,10 +12,12 @@ ingestion bugs show up against it:
   as ISO 8601 with ms and 'Z', `next` and `cursors`, only the last 50 plays exist),
   `/tracks/{id}`, `/albums/{id}`, `/artists/{id}` in the 2026 shapes (no
   popularity, followers, genres, available_markets, external_ids),
-  `/search?q=...&type=track` (`limit` 1..10 for development-mode apps, default 5;
-  field filters `track:"..."`, `artist:"..."`, `album:"..."` and free words, matched
-  loosely and case-insensitively against the catalogue; exact names rank first).
-  Access tokens live an hour; an expired or unknown one gets 401.
+  `/search?q=...&type=track` or `type=artist` (`limit` 1..10 for development-mode apps,
+  default 5; field filters `track:"..."`, `artist:"..."`, `album:"..."` and free words,
+  matched loosely and case-insensitively against the catalogue; exact names rank first;
+  artists come back as full artist objects). Access tokens live an hour; an expired or
+  unknown one gets 401. A Client Credentials token (`grant_type=client_credentials`, the
+  app's own) may call the catalogue and search, and gets 401 on `/me...`.
 - Control endpoints (not Spotify's) under `/_control/`, for tests and the demo:
   `GET  /_control/users`   demo users (id, display name, e-mail, time zone)
   `GET  /_control/state`   clock, request counts per route and user, pending faults
@@ -294,8 +296,21 @@ def search_tracks(cat: dl.Catalogue, q: str) -> list[str]:
     return [tid for _, tid in sorted(ranked)]
 
 
+def search_artists(cat: dl.Catalogue, q: str) -> list[str]:
+    """Artist ids matching the query (an `artist:` filter and/or free words), exact names first."""
+    filters, words = parse_search_query(q)
+    ranked = []
+    for a in cat.artists.values():
+        name = _fold(a.name)
+        if not _has_words(filters.get("artist"), [name]) or not all(w in name for w in words):
+            continue
+        exact = filters.get("artist") == name or " ".join(words) == name
+        ranked.append((not exact, name, a.id))
+    return [aid for _, _, aid in sorted(ranked)]
+
+
 def search_page(fake: FakeSpotify, api: str, query: dict) -> tuple[int, dict]:
-    """The `/search` response: (status, body); only tracks are in the catalogue, other types come back empty."""
+    """The `/search` response: (status, body); tracks and artists are in the catalogue, other types come back empty."""
     q = query.get("q", "")
     if not q.strip():
         return 400, _error(400, "No search query")
@@ -320,9 +335,11 @@ def search_page(fake: FakeSpotify, api: str, query: dict) -> tuple[int, dict]:
 
     body = {}
     for kind in types:
-        found = search_tracks(fake.catalogue, q) if kind == "track" else []
+        search, shape = {"track": (search_tracks, full_track), "artist": (search_artists, full_artist)}.get(
+            kind, (lambda cat, q: [], None))
+        found = search(fake.catalogue, q)
         chosen = found[offset:offset + limit]
-        items = [full_track(api, fake.catalogue, t) for t in chosen]
+        items = [shape(api, fake.catalogue, ident) for ident in chosen]
         body[kind + "s"] = {
             "href": page_url(offset), "limit": limit, "offset": offset, "total": len(found), "items": items,
             "next": page_url(offset + limit) if offset + limit < len(found) else None,
@@ -437,11 +454,12 @@ class Handler(BaseHTTPRequestHandler):
             cid, secret = form.get("client_id"), form.get("client_secret")
         return cid == self.fake.client_id and secret == self.fake.client_secret
 
-    def _issue_access(self, user_id: str, scope: str) -> dict:
+    def _issue_access(self, user_id: str | None, scope: str) -> dict:
         token = "fake-at-" + secrets.token_urlsafe(32)
         with self.fake.lock:
             self.fake.access_tokens[token] = {"user_id": user_id, "expires_at": time.time() + ACCESS_TOKEN_SECONDS}
-        return {"access_token": token, "token_type": "Bearer", "scope": scope, "expires_in": ACCESS_TOKEN_SECONDS}
+        body = {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS}
+        return {**body, "scope": scope} if user_id is not None else body
 
     def _token(self) -> None:
         form = {k: v[-1] for k, v in parse_qs(self._body().decode()).items()}
@@ -473,8 +491,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(400, {"error": "invalid_grant", "error_description": "Refresh token revoked"})
             # Like Spotify usually does, the refresh response carries no new refresh_token.
             return self._send(200, self._issue_access(info["user_id"], info["scope"]))
+        if grant == "client_credentials":
+            # The app's own token: no user, no refresh token.
+            return self._send(200, self._issue_access(None, ""))
         self._send(400, {"error": "unsupported_grant_type",
-                         "error_description": "grant_type must be authorization_code or refresh_token"})
+                         "error_description": "grant_type must be authorization_code, refresh_token "
+                                              "or client_credentials"})
 
     # --- Web API ----------------------------------------------------------------------
     def _api(self, route: str, query: dict) -> None:
@@ -494,7 +516,7 @@ class Handler(BaseHTTPRequestHandler):
         fault = self.fake.take_fault(user_id, path, ("429", "quota", "5xx"))
         kind = re.sub(r"/[0-9A-Za-z]{22}$", "/{id}", route)
         self.fake.count(f"GET /v1/{kind}")
-        self.fake.count(f"GET /v1/{kind} {user_id}")
+        self.fake.count(f"GET /v1/{kind} {user_id or 'app'}")
         if fault:
             if fault["kind"] == "429":
                 return self._send(429, _error(429, "API rate limit exceeded"),
@@ -506,6 +528,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(status, _error(status, "Service unavailable" if status == 503 else "Server error"))
         api = self._api_base()
         cat = self.fake.catalogue
+        if user_id is None and (route == "me" or route.startswith("me/")):
+            return self._send(401, _error(401, "This request requires user authentication."))
         if route == "me":
             u = self.fake.users[user_id]
             # 2026: no email, country, product or followers for development-mode apps.
