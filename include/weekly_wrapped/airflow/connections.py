@@ -34,6 +34,9 @@ VARIABLE_DEFAULTS = {
     "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
     "wrapped_metadata_backfill_per_run": "200",  # exported tracks looked up per `spotify_ingest` run
     "wrapped_track_resolution_per_run": "200",  # exported name pairs searched per `spotify_ingest` run
+    # "true": the recap sends each user's top artist NAMES to Gemini for "three artists to try"
+    # (off by default: Spotify's Developer Policy forbids ingesting Spotify content into AI models).
+    "wrapped_ai_recommendations": "false",
     # Artist genres from MusicBrainz: off unless the operator agrees to send artist names there.
     "wrapped_musicbrainz_genres": "false",
     "wrapped_musicbrainz_genres_per_run": "300",  # artists looked up per `spotify_ingest` run (1 a second)
