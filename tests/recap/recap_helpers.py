@@ -6,7 +6,7 @@ A plain module rather than conftest, so test files can import it by a unique nam
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import yaml
@@ -16,8 +16,32 @@ from wrapped_dev.config import REPO_ROOT
 MART_YML = REPO_ROOT / "dbt_project" / "models" / "marts" / "wrapped_weekly.yml"
 
 
+def sample_clock() -> list[list[float]]:
+    """7 x 24 minutes by local hour (Monday first): mornings on weekdays, late Friday and Saturday."""
+    clock = [[0.0] * 24 for _ in range(7)]
+    for day in range(5):
+        clock[day][8] = 12.5 + day
+        clock[day][18] = 6.0
+    clock[4][21] = 42.0
+    clock[4][22] = 30.5
+    clock[5][22] = 35.0
+    clock[5][23] = 20.0
+    clock[6][11] = 15.4
+    clock[2][19], clock[2][20] = 40.0, 27.0  # the hours add up to minutes_listened, 312.4
+    return clock
+
+
+def sample_minutes_by_day(week_start: date = date(2026, 11, 16)) -> list[dict]:
+    """Minutes per day matching sample_clock(), Monday first."""
+    return [
+        {"date": (week_start + timedelta(days=i)).isoformat(), "minutes": round(sum(row), 1)}
+        for i, row in enumerate(sample_clock())
+    ]
+
+
 def make_row(**overrides) -> dict:
-    """One marts.wrapped_weekly row, shaped as the model's contract (wrapped_weekly.yml)."""
+    """One marts.wrapped_weekly row, shaped as the model's contract (wrapped_weekly.yml),
+    plus app.users' display_name, email and locale (as store.week_row joins them)."""
     row = {
         "user_week_id": "recap-user-1|2026-11-16",
         "user_id": "recap-user-1",
@@ -35,7 +59,8 @@ def make_row(**overrides) -> dict:
         "busiest_weekday": 5,
         "busiest_weekday_name": "Friday",
         "top_tracks": [
-            {"rank": i + 1, "id": f"t{i}", "name": name, "artists": artists, "plays": plays, "minutes": 10.5}
+            {"rank": i + 1, "id": f"t{i}", "name": name, "artists": artists, "plays": plays, "minutes": 10.5,
+             "image_url": f"https://i.scdn.co/image/album-t{i}", "spotify_url": f"https://open.spotify.com/track/t{i}"}
             for i, (name, artists, plays) in enumerate(
                 [
                     ("Hyperballad", "Björk", 9),
@@ -47,14 +72,18 @@ def make_row(**overrides) -> dict:
             )
         ],
         "top_artists": [
-            {"rank": i + 1, "id": f"a{i}", "name": name, "artists": None, "plays": plays, "minutes": 30.0}
-            for i, (name, plays) in enumerate(
-                [("Björk", 20), ("Massive Attack", 17), ("Portishead", 15), ("Tricky", 11), ("Blink-182", 3)]
+            {"rank": i + 1, "id": f"a{i}", "name": name, "artists": None, "plays": plays, "minutes": minutes,
+             "image_url": f"https://i.scdn.co/image/artist-a{i}", "spotify_url": f"https://open.spotify.com/artist/a{i}"}
+            for i, (name, plays, minutes) in enumerate(
+                [("Björk", 20, 80.5), ("Massive Attack", 17, 70.0), ("Portishead", 15, 61.2), ("Tricky", 11, 40.0),
+                 ("Blink-182", 3, 8.1)]
             )
         ],
         "top_albums": [
-            {"rank": 1, "id": "al1", "name": "Post", "artists": "Björk", "plays": 14, "minutes": 50.2},
-            {"rank": 2, "id": "al2", "name": "Mezzanine", "artists": "Massive Attack", "plays": 13, "minutes": 48.0},
+            {"rank": 1, "id": "al1", "name": "Post", "artists": "Björk", "plays": 14, "minutes": 50.2,
+             "image_url": "https://i.scdn.co/image/album-al1", "spotify_url": "https://open.spotify.com/album/al1"},
+            {"rank": 2, "id": "al2", "name": "Mezzanine", "artists": "Massive Attack", "plays": 13, "minutes": 48.0,
+             "image_url": "https://i.scdn.co/image/album-al2", "spotify_url": "https://open.spotify.com/album/al2"},
         ],
         "top_genres": [],
         "new_tracks": 12,
@@ -71,8 +100,22 @@ def make_row(**overrides) -> dict:
             {"rank": 2, "id": "t8", "name": "Roads", "artists": "Portishead", "plays": 2, "minutes": 0.4},
         ],
         "has_gap": False,
+        # what the numbers rest on (docs/recap.md)
+        "history_known_since": datetime(2025, 3, 2, 9, 15, tzinfo=timezone.utc),
+        "discoveries_available": True,
+        "weeks_until_discoveries": 0,
+        "previous_week_status": "compared",
+        "plays_estimated_minutes": 0,
+        "plays_pending_metadata": 0,
+        "longest_streak_running_days": 4,
+        "week_hours": Decimal("168.0"),
+        "missed_hours": Decimal("0.0"),
+        "estimated_missed_plays": 0,
+        "minutes_by_day": sample_minutes_by_day(),
+        "listening_clock": sample_clock(),
         "display_name": "Ada",
         "email": "ada@example.com",
+        "locale": "en",
     }
     row.update(overrides)
     return row
@@ -87,7 +130,9 @@ def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin"
 
 
 def insert_week(conn, row: dict) -> None:
-    columns = [c for c in row if c not in ("display_name", "email")]
+    """Insert the row's mart columns (those the dbt contract declares; app.users' are left out)."""
+    contract = mart_contract_columns()
+    columns = [c for c in row if c in contract]
     values = [json.dumps(row[c]) if isinstance(row[c], (list, dict)) else row[c] for c in columns]
     with conn.cursor() as cur:
         cur.execute(

@@ -192,7 +192,16 @@ def _items(value: Any, limit: int = 5) -> tuple[TopItem, ...]:
             detail = entry.get("artists")
             if isinstance(detail, (list, tuple)):
                 detail = ", ".join(str(d) for d in detail if d)
-            items.append(TopItem(str(entry["name"]), _int(entry.get("plays")), str(detail) if detail else None))
+            items.append(
+                TopItem(
+                    name=str(entry["name"]),
+                    plays=_int(entry.get("plays")),
+                    detail=str(detail) if detail else None,
+                    minutes=_minutes(entry.get("minutes")),
+                    image_url=_url(entry.get("image_url")),
+                    spotify_url=_url(entry.get("spotify_url")),
+                )
+            )
         else:
             items.append(TopItem(str(entry)))
     return tuple(items[:limit])
@@ -203,6 +212,55 @@ def _minutes(value: Any) -> Decimal | None:
     if value is None:
         return None
     return Decimal(str(value)).quantize(Decimal("0.1"))
+
+
+def _url(value: Any) -> str | None:
+    """An http(s) URL as given, else None (a link or picture we cannot use is left out)."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value
+    return None
+
+
+def _json(value: Any) -> Any:
+    """jsonb as psycopg2 gives it (already parsed), or a JSON string (dbt seeds, tests)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return datetime.fromisoformat(str(value))
+
+
+def _bool(value: Any, default: bool) -> bool:
+    return default if value is None else bool(value)
+
+
+def _minutes_by_day(value: Any) -> tuple[tuple[date, Decimal], ...]:
+    """[{"date", "minutes"}, ...] (Monday first) as ((date, minutes), ...); () when absent or malformed."""
+    days = []
+    for entry in _json(value) or []:
+        if isinstance(entry, Mapping) and entry.get("date"):
+            days.append((_as_date(entry["date"]), _minutes(entry.get("minutes")) or Decimal("0.0")))
+    return tuple(days) if len(days) == 7 else ()
+
+
+def _listening_clock(value: Any) -> tuple[tuple[Decimal, ...], ...]:
+    """7 weekdays (Monday first) x 24 local hours of minutes; () when absent or malformed."""
+    rows = _json(value) or []
+    clock = tuple(tuple(_minutes(v) or Decimal("0.0") for v in row or ()) for row in rows)
+    if len(clock) != 7 or any(len(row) != 24 for row in clock):
+        return ()
+    return clock
 
 
 def _rate(value: Any) -> Decimal | None:
@@ -256,6 +314,21 @@ def facts_from_row(row: Mapping[str, Any]) -> WeekFacts:
         top_skipped_tracks=_items(row.get("top_skipped_tracks")) if skip_rate is not None else (),
         display_name=row.get("display_name"),
         email=row.get("email"),
+        locale=(row.get("locale") or "").strip() or "en",
+        history_known_since=_as_datetime(row.get("history_known_since")),
+        # Rows from before the column existed claimed discoveries; keep showing what they hold.
+        discoveries_available=_bool(row.get("discoveries_available"), default=True),
+        weeks_until_discoveries=_int(row.get("weeks_until_discoveries")),
+        previous_week_status=row.get("previous_week_status") or None,
+        previous_week_minutes=_minutes(row.get("previous_week_minutes_listened")),
+        plays_estimated_minutes=_int(row.get("plays_estimated_minutes")) or 0,
+        plays_pending_metadata=_int(row.get("plays_pending_metadata")) or 0,
+        longest_streak_running_days=_int(row.get("longest_streak_running_days")),
+        week_hours=_minutes(row.get("week_hours")),
+        missed_hours=_minutes(row.get("missed_hours")),
+        estimated_missed_plays=_int(row.get("estimated_missed_plays")) or 0,
+        minutes_by_day=_minutes_by_day(row.get("minutes_by_day")),
+        listening_clock=_listening_clock(row.get("listening_clock")),
     )
 
 

@@ -1,30 +1,46 @@
-"""The recap e-mail: HTML and text from Jinja2 templates, wrapped in one EmailMessage. Pure.
+"""The recap e-mail: HTML and text from Jinja2 templates, pictures, one EmailMessage. Pure.
+
+    build_message(facts, intro, from_addr=..., to_addr=...) -> EmailMessage
+        multipart/alternative
+        ├── text/plain                 everything the HTML says; pictures as their text fallbacks
+        └── multipart/related
+            ├── text/html              600 px tables, CSS inlined, light and dark mode
+            └── image/png ...          the charts, referenced as cid:
+    render_bodies(facts, intro, picture_src=...) -> (html, text)   (the preview embeds data: URIs)
 
 The HTML template escapes everything (autoescape), because track, artist and display
-names come from Spotify and people. The Message-ID depends only on (user, week), so a
-resend of the same week carries the same id and mail clients can tell it is one message.
+names come from Spotify and people. The Message-ID and the pictures' Content-IDs depend
+only on (user, week), so a resend of the same week is the same message.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
+import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from weekly_wrapped.recap.charts import Chart, charts
+from weekly_wrapped.recap.content import Intro
 from weekly_wrapped.recap.facts import WeekFacts
+from weekly_wrapped.recap.formats import day_label, duration, hour_label, weekday_index, weekday_name
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_MESSAGE_ID_DOMAIN = "weekly-wrapped.local"
+SPOTIFY_URL = "https://open.spotify.com"
+TEMPLATE_INTRO_NOTE = "This introduction was written from a template, not by AI."
 
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         # .html.j2 is escaped; the text part is not HTML, so it is not.
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
@@ -32,55 +48,216 @@ def _environment() -> Environment:
         trim_blocks=False,
         keep_trailing_newline=True,
     )
+    env.filters["duration"] = duration
+    return env
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # keep_at_rules: the dark-mode @media block cannot be inlined and must stay in <style>.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+# ---- the lines the e-mail shows ----------------------------------------------------------
 
 
 def week_range(facts: WeekFacts) -> str:
-    """The week as the user lives it: "Mon 16 Nov 2026 00:00 – Sun 22 Nov 2026 23:59 (Europe/Berlin)"."""
-    start, end = facts.week_start, facts.week_end
-    return (
-        f"{start:%a} {start.day} {start:%b %Y} 00:00 – "
-        f"{end:%a} {end.day} {end:%b %Y} 23:59 ({facts.time_zone})"
-    )
+    """The week as the user lives it: "Mon 16 Nov 2026 – Sun 22 Nov 2026 (Europe/Berlin)"."""
+    return f"{day_label(facts.week_start, facts.locale)} – {day_label(facts.week_end, facts.locale)} ({facts.time_zone})"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def change_label(facts: WeekFacts) -> str | None:
-    """The change vs the week before, e.g. "+3 plays, +5.0 minutes"; None when unknown."""
-    if facts.previous_week_plays is None:
-        return None
-    if not facts.had_previous_week:
+    """The week before, in words (docs/recap.md, previous_week_status); None when there is nothing to say.
+
+    For a compared week both minutes figures are shown, so the change is their difference.
+    """
+    status = facts.previous_week_status
+    if status is None:  # rows from before the status existed
+        if facts.previous_week_plays is None:
+            return None
+        status = "compared" if facts.had_previous_week else "no_plays"
+    if status == "no_plays":
         return "no plays the week before"
+    if status == "partial":
+        return "the week before is only partly known, so there is no comparison"
+    if status == "not_known":
+        return "we did not know your listening yet the week before"
     parts = []
     if facts.plays_change is not None:
         parts.append(f"{facts.plays_change:+d} plays")
     if facts.minutes_change is not None:
         parts.append(f"{facts.minutes_change:+.1f} minutes")
-    return ", ".join(parts) or None
+    before = []
+    if facts.previous_week_plays is not None:
+        before.append(plural(facts.previous_week_plays, "play"))
+    if facts.previous_week_minutes is not None:
+        before.append(f"{facts.previous_week_minutes} minutes")
+    label = ", ".join(parts)
+    if before:
+        label += f" (the week before: {', '.join(before)})"
+    return label or None
+
+
+def streak_label(facts: WeekFacts) -> str | None:
+    """E.g. "4 days", or "7 days this week, 15 days running" when the streak began before the week."""
+    if facts.longest_streak_days is None:
+        return None
+    label = plural(facts.longest_streak_days, "day")
+    running = facts.longest_streak_running_days
+    if running is not None and running > facts.longest_streak_days:
+        label += f" this week, {running} days running"
+    return label
+
+
+def busiest_day(facts: WeekFacts) -> str | None:
+    index = weekday_index(facts.busiest_weekday)
+    if index is None:
+        return facts.busiest_weekday
+    return weekday_name(index, facts.locale)
+
+
+def busiest_hour(facts: WeekFacts) -> str | None:
+    return None if facts.busiest_hour is None else hour_label(facts.busiest_hour, facts.locale)
+
+
+def discoveries_note(facts: WeekFacts) -> str | None:
+    """Why the e-mail names no new tracks or artists yet; None when discoveries are shown."""
+    if facts.discoveries_available:
+        return None
+    weeks = facts.weeks_until_discoveries
+    if weeks == 1:
+        known = "1 more week is known"
+    elif weeks:
+        known = f"{weeks} more weeks are known"
+    else:
+        known = "more weeks are known"
+    return f"Discoveries start once {known}, or once you import your Spotify export."
+
+
+def notes(facts: WeekFacts) -> list[str]:
+    """What the reader should know before trusting the numbers, each a sentence."""
+    found = []
+    if facts.plays_pending_metadata:
+        found.append(
+            f"{plural(facts.plays_pending_metadata, 'play')} {'is' if facts.plays_pending_metadata == 1 else 'are'} "
+            "still being looked up on Spotify; the lists below rank what is known so far."
+        )
+    if facts.has_gap:
+        found.append("We could not collect all of your listening this week, so some plays may be missing.")
+    return found
+
+
+def minutes_source(facts: WeekFacts) -> str:
+    """How the minutes were obtained, in one sentence."""
+    estimated = facts.plays_estimated_minutes
+    if not facts.plays or not estimated:
+        return "Minutes are the time you played each track, as Spotify reports it."
+    rule = (
+        "from the track's length, capped by the time until your next play (Spotify's list of recent "
+        "plays does not say how long you listened)"
+    )
+    if estimated >= facts.plays:
+        return f"Minutes are estimated {rule}."
+    return f"Minutes for {estimated} of the {facts.plays} plays are estimated {rule}; the rest are as Spotify reports them."
+
+
+def coverage(facts: WeekFacts) -> str | None:
+    """How much of the week we saw: missed hours and the plays we may have missed."""
+    if facts.week_hours is None:
+        return None
+    hours = _hours(facts.week_hours)
+    if not facts.missed_hours:
+        return f"We saw all {hours} hours of your week."
+    line = (
+        f"We did not see {_hours(facts.missed_hours)} of the week's {hours} hours "
+        "(before your history starts, or while collection was interrupted)"
+    )
+    if facts.estimated_missed_plays:
+        line += f", so we may have missed about {plural(facts.estimated_missed_plays, 'play')}"
+    return line + "."
+
+
+def _hours(value) -> str:
+    return f"{value.normalize():f}" if value == value.to_integral_value() else f"{value}"
+
+
+def stats(facts: WeekFacts) -> list[tuple[str, str]]:
+    """(label, value) rows of the numbers table, in order; a row without a value is left out."""
+    rows = [
+        ("Minutes listened", f"{facts.minutes}"),
+        ("Plays", f"{facts.plays}"),
+        ("Different tracks", facts.distinct_tracks),
+        ("Different artists", facts.distinct_artists),
+        ("New tracks", facts.new_tracks if facts.discoveries_available else None),
+        ("New artists", facts.new_artists if facts.discoveries_available else None),
+        ("Days with music", facts.days_with_plays),
+        ("Longest streak", streak_label(facts)),
+        ("Busiest day", busiest_day(facts)),
+        ("Busiest hour", busiest_hour(facts)),
+        ("Vs the week before", change_label(facts)),
+        ("Skip rate", facts.skip_rate_label),
+    ]
+    return [(label, str(value)) for label, value in rows if value is not None and value != ""]
 
 
 def subject(facts: WeekFacts) -> str:
     return f"Your Weekly Wrapped: {facts.week_label}"
 
 
-def render_bodies(facts: WeekFacts, recap: str) -> tuple[str, str]:
-    """(html, text) bodies of the e-mail."""
+# ---- bodies ------------------------------------------------------------------------------
+
+
+def content_id(chart: Chart, facts: WeekFacts, domain: str = DEFAULT_MESSAGE_ID_DOMAIN) -> str:
+    """The picture's Content-ID without brackets, the same for the same (user, week, chart)."""
+    digest = hashlib.sha256(str(facts.user_id).encode()).hexdigest()[:24]
+    return f"{chart.name}.{facts.week_start.isoformat()}.{digest}@{domain}"
+
+
+def data_uri(chart: Chart) -> str:
+    """The picture inline in the HTML itself (previews; mail clients would not show it)."""
+    return "data:image/png;base64," + base64.b64encode(chart.png).decode("ascii")
+
+
+def render_bodies(
+    facts: WeekFacts,
+    intro: Intro,
+    pictures: list[Chart] | None = None,
+    picture_src: Callable[[Chart], str] | None = None,
+) -> tuple[str, str]:
+    """(html, text) bodies. `picture_src` gives each picture's src (default: its cid: reference)."""
+    pictures = charts(facts) if pictures is None else pictures
+    src = picture_src or (lambda chart: f"cid:{content_id(chart, facts)}")
     context = {
         "f": facts,
-        "recap": recap,
+        "intro": intro,
+        "template_intro_note": None if intro.written_by_ai else TEMPLATE_INTRO_NOTE,
         "week_range": week_range(facts),
-        "change": change_label(facts),
-        # (heading, items, what an item's count counts); an empty list gets no heading
+        "hours_and_minutes": duration(facts.minutes),
+        "stats": stats(facts),
+        "notes": notes(facts),
+        "discoveries_note": discoveries_note(facts),
+        "minutes_source": minutes_source(facts),
+        "coverage": coverage(facts),
+        "pictures": {chart.name: chart for chart in pictures},
+        "picture_src": {chart.name: src(chart) for chart in pictures},
+        # (heading, items, what an item's count counts, show covers); an empty list gets no heading
         "lists": [
-            ("Top artists", facts.top_artists, "play"),
-            ("Top tracks", facts.top_tracks, "play"),
-            ("Top albums", facts.top_albums, "play"),
-            ("Top genres", facts.top_genres, "play"),
-            ("New artists you discovered", facts.top_new_artists, "play"),
+            ("Top artists", facts.top_artists, "play", False),
+            ("Top tracks", facts.top_tracks, "play", True),
+            ("Top albums", facts.top_albums, "play", True),
+            ("Top genres", facts.top_genres, "play", False),
+            ("New artists you discovered", facts.top_new_artists if facts.discoveries_available else (), "play", False),
             # only for weeks a privacy export covered (facts leave it empty otherwise)
-            ("Most skipped", facts.top_skipped_tracks, "skip"),
+            ("Most skipped", facts.top_skipped_tracks, "skip", False),
         ],
+        "spotify_url": SPOTIFY_URL,
     }
     env = _environment()
-    html = env.get_template("recap_email.html.j2").render(context)
+    html = _inliner().inline(env.get_template("recap_email.html.j2").render(context))
     text = env.get_template("recap_email.txt.j2").render(context)
     return html, text
 
@@ -97,25 +274,42 @@ def message_id(user_id: str, week_start, domain: str = DEFAULT_MESSAGE_ID_DOMAIN
 
 def build_message(
     facts: WeekFacts,
-    recap: str,
+    intro: Intro | str,
     *,
-    recap_source: str,
     from_addr: str,
     to_addr: str,
     sent_at: datetime | None = None,
     message_id_domain: str | None = None,
+    extra_headers: dict[str, str] | None = None,
+    recap_source: str | None = None,
 ) -> EmailMessage:
-    """The complete multipart/alternative e-mail (text first, HTML preferred)."""
-    html, text = render_bodies(facts, recap)
+    """The complete e-mail: text, then HTML with its pictures attached by Content-ID.
+
+    `extra_headers` are added as given (e.g. List-Unsubscribe). A plain string intro with
+    `recap_source` is accepted until every caller passes an `Intro`.
+    """
+    if isinstance(intro, str):
+        intro = Intro(text=intro, source=recap_source or "template")
+    domain = message_id_domain or DEFAULT_MESSAGE_ID_DOMAIN
+    pictures = charts(facts)
+    html, text = render_bodies(facts, intro, pictures, lambda chart: f"cid:{content_id(chart, facts, domain)}")
     msg = EmailMessage()
     msg["Subject"] = subject(facts)
     msg["From"] = from_addr
     msg["To"] = to_addr
     msg["Date"] = format_datetime(sent_at or datetime.now(timezone.utc))
-    msg["Message-ID"] = message_id(facts.user_id, facts.week_start, message_id_domain or DEFAULT_MESSAGE_ID_DOMAIN)
+    msg["Message-ID"] = message_id(facts.user_id, facts.week_start, domain)
     # For people debugging delivery: which week, and whether Gemini or the template wrote the intro.
     msg["X-Weekly-Wrapped-Week"] = facts.week_start.isoformat()
-    msg["X-Weekly-Wrapped-Recap"] = recap_source
+    msg["X-Weekly-Wrapped-Recap"] = intro.source
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    html_part = msg.get_payload()[1]
+    for chart in pictures:
+        html_part.add_related(
+            chart.png, maintype="image", subtype="png", cid=f"<{content_id(chart, facts, domain)}>",
+            filename=f"{chart.name}.png", disposition="inline",
+        )
     return msg

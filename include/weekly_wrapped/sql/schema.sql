@@ -98,6 +98,8 @@ create table if not exists app.users (
     created_at              timestamptz not null default now(),
     updated_at              timestamptz not null default now()
 );
+-- The recap's weekday and hour formats (a Babel/CLDR locale such as 'de' or 'pt_BR'; null: English).
+alter table app.users add column if not exists locale text;
 
 create table if not exists app.ingest_cursors (
     user_id    text primary key references app.users (user_id),
