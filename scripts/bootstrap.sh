@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Weekly Wrapped needs on a fresh Debian machine, and nothing twice:
-# PostgreSQL server, Java 17 and Maven (if missing), uv, the main virtualenv
+# PostgreSQL server, Java 17 and Maven, Chromium and DejaVu fonts (if missing), uv, the main virtualenv
 # (.local/venv) and dbt's own virtualenv (.local/dbt-venv). Safe to re-run.
 set -euo pipefail
 
@@ -16,6 +16,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 { command -v runuser || [ -x /usr/sbin/runuser ]; } >/dev/null 2>&1 || missing+=(util-linux)
+# The recap: its charts' font, and the browser its look tests render the e-mail in.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo_if_needed apt-get update -qq

@@ -207,16 +207,19 @@ def top_artists(facts: WeekFacts) -> Chart | None:
         return None
     by_minutes = all(a.minutes is not None for a in artists)
     values = [float(a.minutes) if by_minutes else float(a.plays or 0) for a in artists]
-    row_h, name_w, value_w = 30, 170, 80
+    row_h, rank_w, name_w, value_w = 30, 20, 170, 80
     height = row_h * len(artists)
     image, draw = _canvas(height)
     font = _font(12)
     peak = max(values) or 1
     for index, (artist, value) in enumerate(zip(artists, values)):
         y = index * row_h
-        name = drawable(artist.name, 12) or f"#{index + 1}"
+        # The rank is drawn on its own, so a right-to-left name cannot move it.
+        rank = f"{index + 1}."
+        draw.text((0, _px(y + row_h / 2)), rank, font=font, fill=TEXT, anchor="lm")
+        name = drawable(artist.name, 12) or "…"
         draw.text(
-            (0, _px(y + row_h / 2)), _fit(draw, f"{index + 1}. {name}", 12, _px(name_w - 8)),
+            (_px(rank_w), _px(y + row_h / 2)), _fit(draw, name, 12, _px(name_w - rank_w - 8)),
             font=font, fill=TEXT, anchor="lm",
         )
         bar = max((WIDTH - name_w - value_w) * value / peak, 3)

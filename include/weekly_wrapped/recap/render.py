@@ -70,36 +70,48 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def change_label(facts: WeekFacts) -> str | None:
-    """The week before, in words (docs/recap.md, previous_week_status); None when there is nothing to say.
+def previous_week_status(facts: WeekFacts) -> str | None:
+    """compared | no_plays | partial | not_known (docs/recap.md); None when the row says nothing."""
+    if facts.previous_week_status:
+        return facts.previous_week_status
+    if facts.previous_week_plays is None:  # rows from before the status column
+        return None
+    return "compared" if facts.had_previous_week else "no_plays"
 
-    For a compared week both minutes figures are shown, so the change is their difference.
+
+PREVIOUS_WEEK_WORDS = {
+    "no_plays": "no plays",
+    "partial": "only partly known, so not compared",
+    "not_known": "before we knew your listening",
+}
+
+
+def previous_week_label(facts: WeekFacts) -> str | None:
+    """The week before as the e-mail shows it: its figures when compared, else why there are none."""
+    status = previous_week_status(facts)
+    if status != "compared":
+        return PREVIOUS_WEEK_WORDS.get(status)
+    figures = []
+    if facts.previous_week_plays is not None:
+        figures.append(plural(facts.previous_week_plays, "play"))
+    if facts.previous_week_minutes is not None:
+        figures.append(f"{facts.previous_week_minutes} minutes")
+    return ", ".join(figures) or None
+
+
+def change_label(facts: WeekFacts) -> str | None:
+    """The change vs a compared week before, e.g. "+3 plays, +5.0 minutes"; None otherwise.
+
+    The e-mail shows both minutes figures, and the change is their difference (docs/recap.md).
     """
-    status = facts.previous_week_status
-    if status is None:  # rows from before the status existed
-        if facts.previous_week_plays is None:
-            return None
-        status = "compared" if facts.had_previous_week else "no_plays"
-    if status == "no_plays":
-        return "no plays the week before"
-    if status == "partial":
-        return "the week before is only partly known, so there is no comparison"
-    if status == "not_known":
-        return "we did not know your listening yet the week before"
+    if previous_week_status(facts) != "compared":
+        return None
     parts = []
     if facts.plays_change is not None:
         parts.append(f"{facts.plays_change:+d} plays")
     if facts.minutes_change is not None:
         parts.append(f"{facts.minutes_change:+.1f} minutes")
-    before = []
-    if facts.previous_week_plays is not None:
-        before.append(plural(facts.previous_week_plays, "play"))
-    if facts.previous_week_minutes is not None:
-        before.append(f"{facts.previous_week_minutes} minutes")
-    label = ", ".join(parts)
-    if before:
-        label += f" (the week before: {', '.join(before)})"
-    return label or None
+    return ", ".join(parts) or None
 
 
 def streak_label(facts: WeekFacts) -> str | None:
@@ -198,7 +210,8 @@ def stats(facts: WeekFacts) -> list[tuple[str, str]]:
         ("Longest streak", streak_label(facts)),
         ("Busiest day", busiest_day(facts)),
         ("Busiest hour", busiest_hour(facts)),
-        ("Vs the week before", change_label(facts)),
+        ("The week before", previous_week_label(facts)),
+        ("Change", change_label(facts)),
         ("Skip rate", facts.skip_rate_label),
     ]
     return [(label, str(value)) for label, value in rows if value is not None and value != ""]
