@@ -1,6 +1,11 @@
 {#
     Each play placed in its listener's own time zone: local day, hour, weekday and week
     (weeks start Monday 00:00 local time), and how long it was listened to.
+
+    One minutes rule, whatever the source (export, API, demo): ms_played when known, else an
+    estimate (the track's length, or var('estimated_play_ms') while the length is unknown);
+    either is capped by the time since the previous play ended (played_at is the END of a
+    play), so overlapping plays never count twice.
 #}
 
 with
@@ -36,6 +41,7 @@ localized as (
         plays.ms_played,
         tracks.duration_ms,
         plays.ms_since_previous_play,
+        coalesce(tracks.has_metadata, false) as has_track_metadata,
         -- null on rows built before the column existed (until a full refresh): the kept row's source
         coalesce(plays.from_export, plays.play_source = 'export') as from_export
 
@@ -62,15 +68,14 @@ final as (
         extract(isodow from played_at_local)::int as played_weekday_local,
         date_trunc('week', played_at_local)::date as week_start,
         from_export,
+        has_track_metadata,
+        ms_played is null as is_minutes_estimated,
 
-        -- listened time: ms_played when known (capped at the track's length); otherwise the
-        -- track's length, capped by the time since the previous play ended (a skipped track
-        -- cannot have played longer than that); 0 when neither is known
-        case
-            when ms_played is not null then least(ms_played, duration_ms)
-            when duration_ms is not null then least(duration_ms, ms_since_previous_play)
-            else 0
-        end::bigint as ms_listened
+        -- least() ignores a null: the first play held has no previous play to be capped by
+        least(
+            coalesce(ms_played, duration_ms, {{ var('estimated_play_ms') }}),
+            ms_since_previous_play
+        )::bigint as ms_listened
 
     from localized
 

@@ -1,10 +1,28 @@
 {#
-    What each user heard for the first time ever in each week: tracks and artists whose
-    first play (over the whole history, export backfills included) falls in that week,
+    What each user heard for the first time in each week: known tracks and artists whose
+    first play held (over the whole history, export backfills included) falls in that week,
     and the five new artists played most that week.
+
+    "First play held" is "first ever" only when enough history lies before the week: at
+    least var('discovery_min_history_weeks') whole local weeks from history_known_since
+    (int_user_history). Before that the numbers are null (top_new_artists []) and
+    weeks_until_discoveries says how many more weeks it takes (an export import can shorten it).
+    One row per user and week with plays (int_weekly_totals).
 #}
 
 with
+
+weeks as (
+
+    select * from {{ ref('int_weekly_totals') }}
+
+),
+
+history as (
+
+    select * from {{ ref('int_user_history') }}
+
+),
 
 plays as (
 
@@ -32,6 +50,7 @@ track_first_weeks as (
         min(week_start) as first_week_start
 
     from plays
+    where has_track_metadata
     group by user_id, track_id
 
 ),
@@ -53,11 +72,15 @@ artist_plays as (
     select
         plays.user_id,
         plays.week_start,
-        track_artists.artist_id
+        artists.artist_id,
+        artists.artist_name
 
     from plays
     inner join track_artists
         on plays.track_id = track_artists.track_id
+    inner join artists
+        on track_artists.artist_id = artists.artist_id
+    where artists.has_metadata
 
 ),
 
@@ -79,8 +102,7 @@ new_artist_plays as (
         artist_first_weeks.user_id,
         artist_first_weeks.first_week_start as week_start,
         artist_first_weeks.artist_id,
-        artists.artist_name,
-        artists.has_metadata,
+        artist_plays.artist_name,
         count(*) as plays
 
     from artist_first_weeks
@@ -88,9 +110,7 @@ new_artist_plays as (
         on artist_first_weeks.user_id = artist_plays.user_id
         and artist_first_weeks.artist_id = artist_plays.artist_id
         and artist_first_weeks.first_week_start = artist_plays.week_start
-    inner join artists
-        on artist_first_weeks.artist_id = artists.artist_id
-    group by 1, 2, 3, 4, 5
+    group by 1, 2, 3, 4
 
 ),
 
@@ -100,8 +120,7 @@ new_artists_ranked as (
         *,
         row_number() over (
             partition by user_id, week_start
-            -- artists without metadata yet ('Unknown artist') go last
-            order by has_metadata desc, plays desc, artist_name, artist_id
+            order by plays desc, artist_name, artist_id
         ) as artist_rank
 
     from new_artist_plays
@@ -122,26 +141,54 @@ new_artists as (
                 'plays', plays
             )
             order by artist_rank
-        ) filter (where artist_rank <= 5 and has_metadata) as top_new_artists
+        ) filter (where artist_rank <= 5) as top_new_artists
 
     from new_artists_ranked
     group by user_id, week_start
 
 ),
 
+availability as (
+
+    select
+        weeks.user_id,
+        weeks.week_start,
+        history.first_full_week_start + 7 * {{ var('discovery_min_history_weeks') }} as discoveries_from
+
+    from weeks
+    inner join history
+        on weeks.user_id = history.user_id
+
+),
+
 final as (
 
     select
-        coalesce(new_tracks.user_id, new_artists.user_id) as user_id,
-        coalesce(new_tracks.week_start, new_artists.week_start) as week_start,
-        coalesce(new_tracks.new_tracks, 0)::int as new_tracks,
-        coalesce(new_artists.new_artists, 0)::int as new_artists,
-        coalesce(new_artists.top_new_artists, '[]'::jsonb) as top_new_artists
+        availability.user_id,
+        availability.week_start,
+        availability.week_start >= availability.discoveries_from as discoveries_available,
+        greatest((availability.discoveries_from - availability.week_start) / 7, 0)::int as weeks_until_discoveries,
+        case
+            when availability.week_start >= availability.discoveries_from
+                then coalesce(new_tracks.new_tracks, 0)
+        end::int as new_tracks,
+        case
+            when availability.week_start >= availability.discoveries_from
+                then coalesce(new_artists.new_artists, 0)
+        end::int as new_artists,
+        case
+            when availability.week_start >= availability.discoveries_from
+                then coalesce(new_artists.top_new_artists, '[]'::jsonb)
+            else '[]'::jsonb
+        end as top_new_artists
 
-    from new_tracks
-    full outer join new_artists
-        on new_tracks.user_id = new_artists.user_id
-        and new_tracks.week_start = new_artists.week_start
+    from availability
+    left join new_tracks
+        on availability.user_id = new_tracks.user_id
+        and availability.week_start = new_tracks.week_start
+    left join new_artists
+        on availability.user_id = new_artists.user_id
+        and availability.week_start = new_artists.week_start
 
 )
 

@@ -1,5 +1,7 @@
 {#
-    The top 5 tracks, artists, albums and genres of each user and week.
+    The top 5 tracks, artists, albums and genres of each user and week. Only what is known is
+    ranked: a track, artist or album whose metadata has not arrived ('Unknown …') never is.
+    image_url: the album's picture for tracks and albums, the artist's for artists.
     A play counts for every artist credited on its track, and once for each genre of those
     artists. Ties: more plays first, then more listened time, then name, then id.
 #}
@@ -45,14 +47,17 @@ track_totals as (
         plays.track_id as item_id,
         tracks.track_name as item_name,
         tracks.artist_names,
+        track_albums.image_url,
         count(*) as plays,
         sum(plays.ms_listened) as ms_listened
 
     from plays
     inner join tracks
         on plays.track_id = tracks.track_id
+    left join albums as track_albums
+        on tracks.album_id = track_albums.album_id
     where tracks.has_metadata
-    group by 1, 2, 3, 4, 5, 6
+    group by 1, 2, 3, 4, 5, 6, 7
 
 ),
 
@@ -65,6 +70,7 @@ artist_totals as (
         artists.artist_id as item_id,
         artists.artist_name as item_name,
         null::text as artist_names,
+        artists.image_url,
         count(*) as plays,
         sum(plays.ms_listened) as ms_listened
 
@@ -74,7 +80,7 @@ artist_totals as (
     inner join artists
         on track_artists.artist_id = artists.artist_id
     where artists.has_metadata
-    group by 1, 2, 3, 4, 5, 6
+    group by 1, 2, 3, 4, 5, 6, 7
 
 ),
 
@@ -87,6 +93,7 @@ album_totals as (
         albums.album_id as item_id,
         albums.album_name as item_name,
         albums.artist_names,
+        albums.image_url,
         count(*) as plays,
         sum(plays.ms_listened) as ms_listened
 
@@ -94,7 +101,7 @@ album_totals as (
     inner join albums
         on plays.album_id = albums.album_id
     where albums.has_metadata
-    group by 1, 2, 3, 4, 5, 6
+    group by 1, 2, 3, 4, 5, 6, 7
 
 ),
 
@@ -125,6 +132,7 @@ genre_totals as (
         genre as item_id,
         genre as item_name,
         null::text as artist_names,
+        null::text as image_url,
         count(*) as plays,
         sum(ms_listened) as ms_listened
 
@@ -168,6 +176,7 @@ final as (
         item_id,
         item_name,
         artist_names,
+        image_url,
         plays::int as plays,
         ms_listened::bigint as ms_listened
 

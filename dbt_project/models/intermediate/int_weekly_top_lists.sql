@@ -1,6 +1,8 @@
 {#
     The week's top 5 tracks, artists, albums and genres (int_weekly_top_items) as one jsonb
     array per kind, the shape the recap e-mail reads: one row per user and week.
+    spotify_url links each track, artist or album on Spotify (as Spotify's design guidelines
+    ask); null for one known only by the names an export gave (a `name:` id) and for genres.
 #}
 
 with
@@ -25,7 +27,12 @@ final as (
                     'name', item_name,
                     'artists', artist_names,
                     'plays', plays,
-                    'minutes', round(ms_listened / 60000.0, 1)
+                    'minutes', round(ms_listened / 60000.0, 1),
+                    'image_url', image_url,
+                    'spotify_url', case
+                        when item_type in ('track', 'artist', 'album') and item_id not like 'name:%'
+                            then 'https://open.spotify.com/' || item_type || '/' || item_id
+                    end
                 )
                 order by item_rank
             ) filter (where item_type = '{{ item_type }}'),

@@ -1,7 +1,9 @@
 {#
     Each user's weeks with at least one play: the week itself (Monday 00:00 in the user's own
-    time zone, as dates and as instants) and its totals: plays, listened time, distinct tracks
-    and distinct credited artists.
+    time zone, as dates and as instants) and its totals: plays, listened time, distinct known
+    tracks and artists (a track or artist whose metadata has not arrived is not counted: the
+    plays of tracks still being looked up are plays_pending_metadata), and how many plays'
+    minutes are estimated (int_plays_localized).
 #}
 
 with
@@ -24,6 +26,12 @@ track_artists as (
 
 ),
 
+artists as (
+
+    select * from {{ ref('dim_artist') }}
+
+),
+
 play_totals as (
 
     select
@@ -31,7 +39,9 @@ play_totals as (
         week_start,
         count(*) as plays,
         sum(ms_listened) as ms_listened,
-        count(distinct track_id) as distinct_tracks
+        count(distinct track_id) filter (where has_track_metadata) as distinct_tracks,
+        count(*) filter (where is_minutes_estimated) as plays_estimated_minutes,
+        count(*) filter (where not has_track_metadata) as plays_pending_metadata
 
     from plays
     group by user_id, week_start
@@ -48,6 +58,9 @@ artist_totals as (
     from plays
     inner join track_artists
         on plays.track_id = track_artists.track_id
+    inner join artists
+        on track_artists.artist_id = artists.artist_id
+    where artists.has_metadata
     group by plays.user_id, plays.week_start
 
 ),
@@ -68,7 +81,9 @@ final as (
         play_totals.ms_listened::bigint as ms_listened,
         round(play_totals.ms_listened / 60000.0, 1)::numeric(12, 1) as minutes_listened,
         play_totals.distinct_tracks::int as distinct_tracks,
-        coalesce(artist_totals.distinct_artists, 0)::int as distinct_artists
+        coalesce(artist_totals.distinct_artists, 0)::int as distinct_artists,
+        play_totals.plays_estimated_minutes::int as plays_estimated_minutes,
+        play_totals.plays_pending_metadata::int as plays_pending_metadata
 
     from play_totals
     inner join users

@@ -49,7 +49,9 @@ track_artist_names as (
 
     select
         track_artists.track_id,
-        string_agg(artists.artist_name, ', ' order by track_artists.artist_position) as artist_names,
+        -- an artist not fetched yet is left out of the names, never shown as 'Unknown artist'
+        string_agg(artists.artist_name, ', ' order by track_artists.artist_position)
+            filter (where artists.has_metadata) as artist_names,
         min(case when track_artists.is_primary_artist then track_artists.artist_id end) as primary_artist_id,
         count(*)::int as artist_count
 

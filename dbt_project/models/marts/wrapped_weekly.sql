@@ -5,7 +5,9 @@
 
     Only joins: every number is computed in an intermediate model of the same grain (one row
     per user and week), with int_weekly_totals as the spine; the coalesces give weeks that
-    have no row in an optional part (nothing ranked, nothing new) its empty value.
+    have no row in an optional part (nothing ranked, no skips) its empty value. The parts
+    that exist for every week (discoveries, changes, coverage, pictures) give their own nulls,
+    which mean "not known" (see docs/recap.md).
 #}
 
 with
@@ -52,6 +54,18 @@ ingest_gaps as (
 
 ),
 
+coverage as (
+
+    select * from {{ ref('int_weekly_coverage') }}
+
+),
+
+pictures as (
+
+    select * from {{ ref('int_weekly_pictures') }}
+
+),
+
 skips as (
 
     select * from {{ ref('int_weekly_skips') }}
@@ -72,6 +86,7 @@ final as (
         weeks.time_zone,
         weeks.week_start_at,
         weeks.week_end_at,
+        coverage.history_known_since,
 
         ---------- totals
         weeks.plays,
@@ -79,13 +94,20 @@ final as (
         weeks.minutes_listened,
         weeks.distinct_tracks,
         weeks.distinct_artists,
+        weeks.plays_estimated_minutes,
+        weeks.plays_pending_metadata,
 
         ---------- habits
         streaks.days_with_plays,
         streaks.longest_streak_days,
+        streaks.longest_streak_running_days,
         busiest_times.busiest_hour,
         busiest_times.busiest_weekday,
         busiest_times.busiest_weekday_name,
+
+        ---------- pictures
+        pictures.minutes_by_day,
+        pictures.listening_clock,
 
         ---------- top 5s
         coalesce(top_lists.top_tracks, '[]'::jsonb) as top_tracks,
@@ -93,12 +115,15 @@ final as (
         coalesce(top_lists.top_albums, '[]'::jsonb) as top_albums,
         coalesce(top_lists.top_genres, '[]'::jsonb) as top_genres,
 
-        ---------- discoveries
-        coalesce(discoveries.new_tracks, 0) as new_tracks,
-        coalesce(discoveries.new_artists, 0) as new_artists,
-        coalesce(discoveries.top_new_artists, '[]'::jsonb) as top_new_artists,
+        ---------- discoveries (only with enough history before the week)
+        discoveries.discoveries_available,
+        discoveries.weeks_until_discoveries,
+        discoveries.new_tracks,
+        discoveries.new_artists,
+        discoveries.top_new_artists,
 
         ---------- change vs the week before
+        changes.previous_week_status,
         changes.previous_week_plays,
         changes.previous_week_minutes_listened,
         changes.plays_change,
@@ -109,8 +134,11 @@ final as (
         skips.skip_rate,
         coalesce(skips.top_skipped_tracks, '[]'::jsonb) as top_skipped_tracks,
 
-        ---------- data quality
-        coalesce(ingest_gaps.has_gap, false) as has_gap
+        ---------- coverage: what we may have missed
+        coalesce(ingest_gaps.has_gap, false) as has_gap,
+        coverage.week_hours,
+        coverage.missed_hours,
+        coverage.estimated_missed_plays
 
     from weeks
     left join streaks
@@ -134,6 +162,12 @@ final as (
     left join skips
         on weeks.user_id = skips.user_id
         and weeks.week_start = skips.week_start
+    left join coverage
+        on weeks.user_id = coverage.user_id
+        and weeks.week_start = coverage.week_start
+    left join pictures
+        on weeks.user_id = pictures.user_id
+        and weeks.week_start = pictures.week_start
 
 )
 
