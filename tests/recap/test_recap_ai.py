@@ -325,3 +325,28 @@ def test_heard_in_history_matches_by_spotify_id_or_by_name(marts):
     assert heard_in_history(marts, "u2", candidates) == {"a3"}
     assert heard_in_history(marts, "u3", candidates) == set()
     assert heard_in_history(marts, "u1", []) == set()
+
+
+# ---- the fake Spotify's artist search and app token ---------------------------------------------
+
+
+def test_fake_spotify_searches_artists_with_the_apps_own_token(spotify):
+    import httpx
+
+    server, fake = spotify
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    token = httpx.post(f"{base}/api/token", data={"grant_type": "client_credentials"},
+                       auth=("demo-client-id", "demo-client-secret")).json()
+    assert token["token_type"] == "Bearer" and "refresh_token" not in token
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    name = catalogue_names(spotify)[3]
+    page = httpx.get(f"{base}/v1/search", params={"q": f'artist:"{name.upper()}"', "type": "artist", "limit": 10},
+                     headers=headers).json()["artists"]
+    assert page["items"][0]["name"] == name and page["items"][0]["images"] and page["limit"] == 10
+    free_words = httpx.get(f"{base}/v1/search", params={"q": name, "type": "artist"}, headers=headers).json()
+    assert free_words["artists"]["items"][0]["name"] == name
+    assert httpx.get(f"{base}/v1/search", params={"q": name, "type": "artist", "limit": 11},
+                     headers=headers).status_code == 400
+    assert httpx.get(f"{base}/v1/me", headers=headers).status_code == 401  # no user behind an app token
+    assert httpx.post(f"{base}/api/token", data={"grant_type": "client_credentials"},
+                      auth=("demo-client-id", "wrong")).status_code == 400
