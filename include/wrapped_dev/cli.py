@@ -6,6 +6,8 @@
     wrapped down      stop everything `up` started, by process group
     wrapped demo      up, onboard demo listeners, run the DAGs through Airflow to a delivered e-mail
     wrapped airflow … the `airflow` CLI with the stack's settings (e.g. `wrapped airflow dags list`)
+    wrapped preview --user U --week YYYY-MM-DD [--out FILE]
+                      one user's recap to an HTML file (and its text part), without sending
 """
 
 from __future__ import annotations
@@ -114,6 +116,24 @@ def consumer(settings: Settings, action: str, as_json: bool) -> int:
     return 0
 
 
+def preview(settings: Settings, user_id: str, week: str, out: str | None) -> int:
+    import re
+
+    from weekly_wrapped.recap.job import parse_week_start
+    from weekly_wrapped.recap.preview import NoRecapRow, render_preview
+
+    monday = parse_week_start(week)
+    out = out or f"recap-{re.sub(r'[^A-Za-z0-9_.-]', '_', user_id)}-{monday.isoformat()}.html"
+    try:
+        path = render_preview(settings.warehouse_dsn, user_id, monday, out)
+    except NoRecapRow as exc:
+        print(f"{exc}. Is the week over, and has dbt built it? (`wrapped airflow dags trigger dbt_build`)",
+              file=sys.stderr)
+        return 1
+    print(f"recap written to {path} (text part: {path.with_suffix('.txt')}); nothing was sent")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="wrapped",
@@ -142,6 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     p_consumer.add_argument("action", choices=("start", "stop", "status", "ensure"),
                             help="start it detached, stop it, show its status, or do what the DAG does")
     p_consumer.add_argument("--json", action="store_true", help="status as JSON")
+    p_preview = sub.add_parser(
+        "preview", help="render one user's recap to an HTML file, without sending",
+        description="Render a user's weekly recap from marts.wrapped_weekly to an HTML file (pictures "
+                    "embedded, so it opens in any browser) and its text part beside it (.txt). Uses the "
+                    "template intro: no AI, nothing sent, nothing stored. The user's locale (app.users.locale) "
+                    "sets weekday and hour formats.",
+        epilog="Example: wrapped preview --user demo-ada --week 2026-11-16 --out /tmp/ada.html",
+    )
+    p_preview.add_argument("--user", required=True, help="the user's id (app.users.user_id, their Spotify id)")
+    p_preview.add_argument("--week", required=True, metavar="YYYY-MM-DD",
+                           help="any day of the week to show; its Monday (the user's local week) is used")
+    p_preview.add_argument("--out", metavar="FILE",
+                           help="where to write the HTML (default: recap-<user>-<monday>.html here)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -169,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return logs(settings, args.name, args.follow, args.lines)
     if args.command == "consumer":
         return consumer(settings, args.action, args.json)
+    if args.command == "preview":
+        return preview(settings, args.user, args.week, args.out)
     if args.command == "demo":
         from wrapped_dev.demo import run_demo
 

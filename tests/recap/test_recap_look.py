@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import threading
+from datetime import date
 from decimal import Decimal
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -263,3 +264,40 @@ def test_a_missing_picture_part_is_caught():
     related.set_payload(related.get_payload()[:-1])  # drop the last picture
     with pytest.raises(AssertionError, match="pictures without a part"):
         as_a_mail_client_shows_it(message.as_bytes())
+
+
+def test_preview_writes_any_users_recap_without_sending(db, recap_db, tmp_path):
+    """`render_preview` and `wrapped preview`: the stored week as one HTML file (pictures embedded)
+    and its text part, in the user's locale; nothing sent, nothing recorded."""
+    from types import SimpleNamespace
+
+    from recap_helpers import insert_user, insert_week
+
+    from weekly_wrapped.recap import store
+    from weekly_wrapped.recap.charts import charts
+    from weekly_wrapped.recap.preview import NoRecapRow, render_preview
+    from wrapped_dev import cli
+
+    insert_user(db, "recap-user-1", "ada@example.com")
+    insert_week(db, make_row())
+    with db.cursor() as cur:
+        cur.execute("update app.users set locale = 'de' where user_id = 'recap-user-1'")
+
+    out = render_preview(recap_db, "recap-user-1", "2026-11-19", tmp_path / "ada.html")  # a Thursday
+    html, text = out.read_text(), out.with_suffix(".txt").read_text()
+    assert "cid:" not in html
+    stored = facts_from_row(store.week_row(db, "recap-user-1", date(2026, 11, 16)))
+    assert html.count("data:image/png;base64,") == len(charts(stored))
+    assert "This introduction was written from a template, not by AI." in html
+    assert "- Minutes listened: 312.4" in text and "Freitag" in text and "Busiest hour: 21:00" in text
+    with db.cursor() as cur:
+        cur.execute("select count(*) from app.sent_emails")
+        assert cur.fetchone()[0] == 0
+
+    with pytest.raises(NoRecapRow):
+        render_preview(recap_db, "recap-user-1", "2026-11-09", tmp_path / "none.html")
+    settings = SimpleNamespace(warehouse_dsn=recap_db)
+    assert cli.preview(settings, "recap-user-1", "2026-11-16", str(tmp_path / "cli.html")) == 0
+    assert (tmp_path / "cli.html").read_text() == html
+    assert cli.preview(settings, "nobody", "2026-11-16", str(tmp_path / "nobody.html")) == 1
+
