@@ -32,6 +32,7 @@ from weekly_wrapped.recap.content import Intro, Recommendation
 from weekly_wrapped.recap.facts import WeekFacts
 from weekly_wrapped.recap.grounding import LINK, answer_problems, fill, template_intro
 from weekly_wrapped.recap.prompt import (
+    IntroAnswer,
     RecapPrompt,
     SuggestionsAnswer,
     build_prompt,
@@ -109,27 +110,36 @@ def write_intro(
     ask = _Asker(gemini, {"timeout_s": timeout_s, "attempts": attempts,
                           "initial_delay_s": retry_delay_s, "max_delay_s": 4 * retry_delay_s})
     prompt = build_prompt(facts)
-    for attempt in (1, 2):
-        try:
-            raw = ask(prompt, gemini_io.IntroAnswer)
-        except Exception as exc:  # any API/network failure: the template intro still goes out
-            # The SDK's messages carry the API's error JSON, never the key (it travels in a header).
-            log.warning("gemini failed for user=%s week=%s: %s: %.300s", facts.user_id, facts.week_start,
-                        type(exc).__name__, exc)
-            return template
-        if raw is None:
-            log.warning("gemini gave no text (blocked?) for user=%s week=%s", facts.user_id, facts.week_start)
-            return template
-        answer, problems = answer_problems(raw, prompt.slots)
-        if not problems:
-            break
-        log.warning("gemini answer %d not used for user=%s: %s", attempt, facts.user_id, "; ".join(problems))
-        prompt = retry_prompt(prompt, problems)
-    else:
+    answer, answered = _usable_answer(facts, prompt, ask)
+    if not answered:
+        return template  # Gemini down, slow or blocking: no recommendations either
+    if answer is None:
         return _with_recommendations(template, facts, ask, recommendations)
     texts = prompt.slots.texts()
     intro = Intro(fill(answer.intro, texts), "gemini", personality=fill(answer.personality, texts))
     return _with_recommendations(intro, facts, ask, recommendations)
+
+
+def _usable_answer(facts: WeekFacts, prompt: RecapPrompt, ask: _Asker) -> tuple[IntroAnswer | None, bool]:
+    """(Gemini's answer if it passes the checks, asking once more after a bad one;
+    whether Gemini answered at all: False after an API error, a timeout or no text)."""
+    for attempt in (1, 2):
+        try:
+            raw = ask(prompt, IntroAnswer)
+        except Exception as exc:  # any API/network failure: the template intro still goes out
+            # The SDK's messages carry the API's error JSON, never the key (it travels in a header).
+            log.warning("gemini failed for user=%s week=%s: %s: %.300s", facts.user_id, facts.week_start,
+                        type(exc).__name__, exc)
+            return None, False
+        if raw is None:
+            log.warning("gemini gave no text (blocked?) for user=%s week=%s", facts.user_id, facts.week_start)
+            return None, False
+        answer, problems = answer_problems(raw, prompt.slots)
+        if not problems:
+            return answer, True
+        log.warning("gemini answer %d not used for user=%s: %s", attempt, facts.user_id, "; ".join(problems))
+        prompt = retry_prompt(prompt, problems)
+    return None, True
 
 
 def _with_recommendations(intro: Intro, facts: WeekFacts, ask: _Asker, lookup: ArtistLookup | None) -> Intro:
