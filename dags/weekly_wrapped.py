@@ -1,12 +1,24 @@
-"""weekly_wrapped: every Monday, one recap e-mail per active user for their last complete week.
+"""weekly_wrapped: one recap e-mail per active user and week, sent once the week is complete.
 
-For each user: read the `marts.wrapped_weekly` row, ask Gemini (connection `gemini_default`)
-for a short intro grounded in that row's numbers (the template recap if Gemini fails or
-strays), render HTML + text, and send it through `smtp_default` exactly once per
-(user, week) — `app.sent_emails` records each send, so retries and reruns never send twice.
+Runs every hour. Each run sends only what is due, ready and not sent yet, so most runs
+find nothing to do, and a user whose week was not ready is simply picked up by a later run:
+- due: the user's last complete local week (and, while unsent, the two before it);
+- ready: polled after the week ended, that poll's plays loaded by the consumer, and the
+  marts rebuilt by a dbt_build run that started after both (its `wrapped_marts` event);
+  otherwise the week is reported `not_ready` in the run's summary;
+- sent once: rendered once (Gemini intro, `gemini_default`; the template if Gemini fails
+  or strays), stored in `app.sent_emails`, and those bytes sent through `smtp_default`.
+  A send whose outcome is unknown (reply lost) is recorded `unknown` and resent only by
+  the policy in the README ("The weekly e-mail"), or now with `resend_unknown`.
 
-Param `week_start` (YYYY-MM-DD; any day stands for its week's Monday) recaps that week for
-everyone; without it each user gets the last week that is complete in their own time zone.
+An hourly run with a cheap "nothing to do" check was chosen over a sensor: a sensor waits
+for all users at once, while weeks end at different hours in different time zones and one
+user's missing poll must not hold back everybody else.
+
+Params: `week_start` (YYYY-MM-DD; any day stands for its week's Monday) recaps that week for
+everyone instead of their due weeks; `preview_only` renders the recaps to HTML files and
+sends nothing; `resend_unknown` resends the `unknown` sends of this run's weeks now (an
+operator's confirmation that they did not arrive).
 """
 
 from __future__ import annotations
@@ -16,15 +28,16 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
+from weekly_wrapped.airflow.assets import MARTS_WRAPPED
+
 DAG_ID = Path(__file__).stem
+# Users per mapped task; each works on BATCH_THREADS of them at a time (recap.job).
+BATCH_SIZE = 50
 
 
 @dag(
     dag_id=DAG_ID,
-    # Weeks run Monday 00:00 to Monday 00:00 in each user's own time zone. At 12:00 UTC on
-    # Monday every zone from UTC-12 to UTC+14 has finished the same local week, so one run
-    # serves everybody and nobody's week is cut short (the week itself is computed per user).
-    schedule="0 12 * * 1",
+    schedule="@hourly",
     start_date=datetime(2026, 1, 5, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
@@ -36,50 +49,70 @@ DAG_ID = Path(__file__).stem
             type=["null", "string"],
             format="date",
             description="Recap this week (YYYY-MM-DD, its Monday or any day in it) "
-            "instead of each user's last complete week.",
+            "instead of each user's due weeks.",
         ),
+        "preview_only": Param(False, type="boolean",
+                              description="Render the recaps to HTML files; send nothing."),
+        "resend_unknown": Param(False, type="boolean",
+                                description="Resend now the stored e-mails whose delivery is unknown."),
     },
     doc_md=__doc__,
 )
 def weekly_wrapped():
-    @task
-    def find_recipients(params=None, dag_run=None) -> list[dict]:
-        """Active users with a wrapped_weekly row for their week: [{user_id, week_start}]."""
+    @task(inlets=[MARTS_WRAPPED])
+    def find_recipients(params=None, dag_run=None, inlet_events=None, ti=None) -> list[list[dict]]:
+        """Due, unsent, ready weeks in batches: [[{user_id, week_start}]]; XCom "not_ready": the others."""
         from weekly_wrapped.airflow.connections import warehouse_dsn
-        from weekly_wrapped.recap.job import recap_targets
+        from weekly_wrapped.recap.job import batches, recap_targets
 
+        # When the dbt run behind the current marts started: its `wrapped_marts` event's run
+        # (an event posted by hand, without a run, counts from its own time).
+        latest = list(inlet_events[MARTS_WRAPPED].ascending(False).limit(1))
+        marts_built_from = None
+        if latest:
+            source = latest[0].source_dag_run
+            marts_built_from = source.start_date if source is not None and source.start_date else latest[0].timestamp
+        print(f"marts built by a run started at {marts_built_from}")
         # The run's own time (not "now"), so a rerun picks the same weeks.
-        return recap_targets(warehouse_dsn(), dag_run.run_after, (params or {}).get("week_start"))
+        targets = recap_targets(warehouse_dsn(), dag_run.run_after, params.get("week_start"),
+                                marts_built_from=marts_built_from, preview=bool(params.get("preview_only")))
+        for entry in targets["not_ready"]:
+            print(f"not ready: user={entry['user_id']} week={entry['week_start']} ({entry['reason']})")
+        ti.xcom_push(key="not_ready", value=targets["not_ready"])
+        return batches(targets["ready"], BATCH_SIZE)
 
-    # One mapped task per user, so one user's failure retries alone. Airflow's
-    # [core] max_map_length (1024 by default) bounds the users per run.
-    @task(map_index_template="{{ recap_user }}", max_active_tis_per_dagrun=4)
-    def send_recap(target: dict) -> dict:
-        """Gemini recap, render, send once, for one user and week."""
-        from airflow.sdk import get_current_context
-
+    # One mapped task per batch of users: Airflow's per-task overhead would dominate a
+    # per-user task, and threads overlap the Gemini waits. A user's failure is its outcome
+    # (sent again by the next run), not the batch's.
+    @task(max_active_tis_per_dagrun=4)
+    def send_recaps(batch: list[dict], params=None) -> list[dict]:
+        """Gemini intro, render, store, send once, for each user and week of the batch."""
         from weekly_wrapped.airflow.connections import gemini_api, smtp_from, warehouse_dsn
-        from weekly_wrapped.recap.job import send_weekly_recap
 
-        get_current_context()["recap_user"] = target["user_id"]  # names the mapped task in the UI
-        return send_weekly_recap(
-            warehouse_dsn(),
-            target["user_id"],
-            target["week_start"],
-            gemini=gemini_api(),
-            from_addr=smtp_from(),
-        )
+        if params.get("preview_only"):
+            from weekly_wrapped.recap.job import preview_batch
 
-    @task
-    def summarize(outcomes: list[dict]) -> dict:
-        """Counts by status and recap source, for the run's log and XCom."""
+            return preview_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from())
+        from weekly_wrapped.recap.job import send_batch
+
+        return send_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from(),
+                          resend_unknown=bool(params.get("resend_unknown")))
+
+    # Runs when there was nothing to send too (zero batches), and never retries its own verdict.
+    @task(trigger_rule="none_failed", retries=0)
+    def summarize(outcomes: list[list[dict]], not_ready: list[dict]) -> dict:
+        """Counts by status and recap source, for the run's log and XCom; fails the run when a send failed."""
         from weekly_wrapped.recap.job import count_outcomes
 
-        summary = count_outcomes(list(outcomes))
+        summary = count_outcomes([o for batch in outcomes for o in batch], not_ready)
         print(f"weekly_wrapped: {summary}")
+        if summary.get("failed"):
+            # Visible in the UI; the stored messages are sent by the next run.
+            raise RuntimeError(f"{summary['failed']} recap(s) failed to send; the next run retries them")
         return summary
 
-    summarize(send_recap.expand(target=find_recipients()))
+    found = find_recipients()
+    summarize(send_recaps.expand(batch=found), found["not_ready"])
 
 
 weekly_wrapped()

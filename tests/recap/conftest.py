@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timedelta
 
 import psycopg2
 import pytest
@@ -49,15 +50,35 @@ def gemini(gemini_server):
     return GeminiApi(GEMINI_KEY, "gemini-2.5-flash", f"http://127.0.0.1:{gemini_server.server_port}")
 
 
-@pytest.fixture
-def mailbox(tmp_path, monkeypatch):
-    """The SMTP sink on a free port, and `smtp_default` (env connection) pointing at it.
+class Sink:
+    """The SMTP sink on a fixed port, which a test can take down and bring back up."""
 
-    Yields the directory the .eml files land in.
-    """
-    directory = tmp_path / "mail"
+    def __init__(self, directory, port):
+        self.directory, self.port = directory, port
+        self.controller = None
+
+    def start(self, lose_replies: int = 0) -> None:
+        self.controller = start_sink(self.directory, "127.0.0.1", self.port, lose_replies)
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def lose_replies(self, n: int) -> None:
+        """The next n messages are stored, then the connection drops before the server's reply."""
+        self.controller.handler.lose_replies = n
+
+    def messages(self) -> list:
+        return sorted(self.directory.glob("*.eml"))
+
+
+@pytest.fixture
+def sink(tmp_path, monkeypatch):
+    """The SMTP sink on a free port, and `smtp_default` (env connection) pointing at it."""
     port = free_port()
-    controller = start_sink(directory, "127.0.0.1", port)
+    handle = Sink(tmp_path / "mail", port)
+    handle.start()
     monkeypatch.setenv(
         "AIRFLOW_CONN_SMTP_DEFAULT",
         json.dumps(
@@ -70,12 +91,20 @@ def mailbox(tmp_path, monkeypatch):
                     "disable_tls": True,
                     "from_email": "Weekly Wrapped <wrapped@localhost>",
                     "timeout": 10,
+                    # The hook retries connecting 5 times by default; "down" should fail at once.
+                    "retry_limit": 0,
                 },
             }
         ),
     )
-    yield directory
-    controller.stop()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def mailbox(sink):
+    """The directory the sink's .eml files land in."""
+    return sink.directory
 
 
 def wrapped_weekly_stand_in() -> str:
@@ -104,5 +133,28 @@ def db(recap_db):
     conn.autocommit = True
     yield conn
     with conn.cursor() as cur:
-        cur.execute("truncate app.sent_emails, marts.wrapped_weekly, app.users cascade")
+        cur.execute("truncate app.sent_emails, marts.wrapped_weekly, app.ingest_outcomes, raw.plays, app.users cascade")
     conn.close()
+
+
+def mark_week_complete(conn, user_id: str, polled_at: datetime, newest_play_at: datetime | None = None) -> None:
+    """What ingestion leaves once a user's week is complete: a successful poll at `polled_at`,
+    the cursor at the newest play, and that play loaded into raw.plays by the consumer."""
+    newest = newest_play_at or polled_at - timedelta(hours=1)
+    with conn.cursor() as cur:
+        cur.execute("insert into app.ingest_outcomes (user_id, outcome, plays, created_at) values (%s, 'ok', 1, %s)",
+                    (user_id, polled_at))
+        cur.execute(
+            "insert into app.ingest_cursors (user_id, after_ms, updated_at) values (%s, %s, %s) "
+            "on conflict (user_id) do update set after_ms = excluded.after_ms",
+            (user_id, int(newest.timestamp() * 1000), polled_at))
+        cur.execute(
+            "insert into raw.plays (user_id, played_at, track_id, source, ingested_at, loaded_at) "
+            "values (%s, %s, 'track-newest', 'api', %s, %s) on conflict do nothing",
+            (user_id, newest, polled_at, polled_at + timedelta(seconds=5)))
+
+
+@pytest.fixture
+def week_complete(db):
+    """mark_week_complete on the test database."""
+    return lambda user_id, polled_at, newest_play_at=None: mark_week_complete(db, user_id, polled_at, newest_play_at)

@@ -1,5 +1,6 @@
 """Airflow's SmtpHook (connection `smtp_default` from AIRFLOW_CONN_SMTP_DEFAULT) delivers the
-recap to the SMTP sink, which stores it as one complete .eml file per message."""
+recap to the SMTP sink, which stores it as one complete .eml file per message; the mailer
+tells a delivery it cannot be sure of (reply lost) from one that surely failed."""
 
 import subprocess
 import sys
@@ -12,10 +13,19 @@ from recap_helpers import make_row
 
 from tests.support.ports import free_port
 
+import pytest
+
 from wrapped_dev.fakes.smtp_sink import eml_name
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.grounding import template_recap
-from weekly_wrapped.recap.mailer import send_with_airflow_smtp
+from weekly_wrapped.recap.mailer import (
+    DeliveryUnknown,
+    RecipientError,
+    message_bytes,
+    send_stored,
+    send_with_airflow_smtp,
+    single_recipient,
+)
 from weekly_wrapped.recap.render import build_message
 
 
@@ -38,8 +48,9 @@ def test_hook_delivers_to_the_sink(mailbox):
     stored = read_eml(files[0])
     assert stored["Message-ID"] == message["Message-ID"]
     assert stored["Delivered-To"] == "ada@example.com"
-    assert stored["From"] == "Weekly Wrapped <wrapped@localhost>"  # the connection's from_email wins
-    assert [p.get_content_type() for p in stored.iter_parts()] == ["text/plain", "text/html"]
+    # Sent as rendered (the stored bytes are never rewritten): From is the message's own.
+    assert stored["From"] == "Default <default@localhost>" and stored["Return-Path"] == "<default@localhost>"
+    assert stored.get_content_type() == "multipart/alternative"
     assert "312.4" in stored.get_body(("plain",)).get_content()
     assert "Hyperballad" in stored.get_body(("html",)).get_content()
     # The file is named by arrival time and Message-ID.
@@ -52,6 +63,44 @@ def test_every_message_is_kept(mailbox):
     files = sorted(mailbox.glob("*.eml"))
     assert len(files) == 3
     assert len({read_eml(f)["Message-ID"] for f in files}) == 3
+
+
+def test_a_lost_reply_is_unknown_and_the_sink_kept_the_message(sink):
+    sink.lose_replies(1)
+    message = recap_message()
+    with pytest.raises(DeliveryUnknown):
+        send_with_airflow_smtp(message)
+    (eml,) = sink.messages()
+    assert read_eml(eml)["Message-ID"] == message["Message-ID"]
+    send_with_airflow_smtp(recap_message(user_id="u2"))  # the next connection is answered again
+    assert len(sink.messages()) == 2
+
+
+def test_a_server_that_is_down_is_a_plain_failure(sink):
+    sink.stop()
+    with pytest.raises(ConnectionError) as failure:
+        send_with_airflow_smtp(recap_message())
+    assert not isinstance(failure.value, DeliveryUnknown)
+
+
+def test_the_stored_bytes_are_sent_unchanged_even_with_dots(sink):
+    message = recap_message()
+    data = message_bytes(message).replace(b"\r\n\r\n", b"\r\n\r\n.starts with a dot\r\n", 1)
+    send_stored(data, "wrapped@localhost", "ada@example.com")
+    (eml,) = sink.messages()
+    assert eml.read_bytes().endswith(data)
+
+
+@pytest.mark.parametrize("to, cc", [("a@example.com, b@example.com", None), ("", None), ("not-an-address", None),
+                                    ("a@example.com", "c@example.com")])
+def test_one_recipient_only(to, cc):
+    message = recap_message()
+    del message["To"]
+    message["To"] = to
+    if cc:
+        message["Cc"] = cc
+    with pytest.raises(RecipientError):
+        single_recipient(message)
 
 
 def test_eml_names_sort_by_arrival_and_are_safe():
@@ -68,7 +117,8 @@ def test_sink_runs_as_a_module(tmp_path):
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path)],
+        [sys.executable, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path),
+         "--lose-replies", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -81,9 +131,11 @@ def test_sink_runs_as_a_module(tmp_path):
                 assert time.monotonic() < deadline, "sink did not start"
                 time.sleep(0.1)
         message = recap_message()
-        with client:
+        with client, pytest.raises(smtplib.SMTPServerDisconnected):  # --lose-replies 1
             client.send_message(message)
-        assert len(list(tmp_path.glob("*.eml"))) == 1
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            client.send_message(recap_message(user_id="u2"))
+        assert len(list(tmp_path.glob("*.eml"))) == 2
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=10)

@@ -1,7 +1,19 @@
-"""The weekly recap, one user at a time: what the `weekly_wrapped` DAG calls.
+"""The weekly recap: which weeks are due and ready, and sending each exactly once. What the
+`weekly_wrapped` DAG calls.
 
-    recap_targets(dsn, run_after, week_start=None)   -> [{"user_id", "week_start"}]
-    send_weekly_recap(dsn, user_id, week_start, gemini=..., smtp_conn_id=...) -> outcome
+    recap_targets(dsn, run_after, week_start=None, marts_built_from=...) -> {"ready", "not_ready"}
+    send_batch(dsn, targets, gemini=..., from_addr=...)                  -> [outcome]
+    send_weekly_recap(dsn, user_id, week_start, gemini=..., from_addr=...) -> outcome
+
+Sending policy (README "The weekly e-mail"):
+- A week is due for a user once it ended in their time zone; the last complete week always,
+  the LOOKBACK_WEEKS before it too when they ended after the user signed up, so a week that
+  was not ready for days is still sent, never skipped for good.
+- A due week is sent only once it is complete in the marts (`store.week_not_ready`); until
+  then it is reported `not_ready` and the next run checks again.
+- The e-mail is rendered once and its bytes stored; every attempt sends those bytes.
+- An attempt whose outcome is unknown (the server got the message, its reply was lost) is
+  recorded `unknown` and resent only by `store.may_resend_unknown`'s policy.
 
 Knows nothing about Airflow beyond the SMTP hook used to send; connections are read by
 the DAG task (weekly_wrapped.airflow.connections) and passed in as plain values.
@@ -10,6 +22,7 @@ the DAG task (weekly_wrapped.airflow.connections) and passed in as plain values.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
@@ -19,10 +32,23 @@ from weekly_wrapped import db
 from weekly_wrapped.recap import store
 from weekly_wrapped.recap.facts import WeekFacts, facts_from_row, last_complete_week_start
 from weekly_wrapped.recap.grounding import choose_recap
+from weekly_wrapped.recap.mailer import (
+    DeliveryUnknown,
+    RecipientError,
+    envelope_sender,
+    message_bytes,
+    single_recipient,
+)
 from weekly_wrapped.recap.prompt import build_prompt
 from weekly_wrapped.recap.render import build_message
 
 log = logging.getLogger(__name__)
+
+# Weeks before the last complete one that are still sent when they were not ready in time.
+LOOKBACK_WEEKS = 2
+# Users whose recaps one batch works on at once: most of a recap's time is spent waiting
+# for Gemini, so threads overlap the waits.
+BATCH_THREADS = 8
 
 
 class GeminiSettings(Protocol):  # weekly_wrapped.airflow.connections.GeminiApi fits
@@ -43,21 +69,67 @@ def parse_week_start(value: str | date | None) -> date | None:
     return day - timedelta(days=day.weekday())
 
 
-def recap_targets(dsn: str, run_after: datetime, week_start: str | date | None = None) -> list[dict]:
-    """Every active user whose week has a row in marts.wrapped_weekly.
+def due_weeks(user: dict, run_after: datetime, lookback_weeks: int = LOOKBACK_WEEKS) -> list[date]:
+    """The weeks owed to `user` at `run_after`, oldest first. Pure.
 
-    Without an override, each user's week is the last one complete in their own time
-    zone at `run_after` (the run's time, never "now", so a rerun picks the same weeks).
+    The last complete week in their time zone always; the `lookback_weeks` before it when
+    they ended after the user signed up (a new user is not sent their past).
+    """
+    last = last_complete_week_start(run_after, user["time_zone"])
+    weeks = [last]
+    created_at = user.get("created_at")
+    for back in range(1, lookback_weeks + 1):
+        week = last - timedelta(weeks=back)
+        if created_at is not None and store.week_end_at(week, user["time_zone"]) > created_at:
+            weeks.append(week)
+    return sorted(weeks)
+
+
+def recap_targets(
+    dsn: str,
+    run_after: datetime,
+    week_start: str | date | None = None,
+    *,
+    marts_built_from: datetime | None,
+    preview: bool = False,
+) -> dict[str, list[dict]]:
+    """The due (user, week) pairs not sent yet: {"ready": [...], "not_ready": [...]}.
+
+    `ready` entries ({"user_id", "week_start"}) have a stored message to (re)send, or a
+    complete week with a wrapped_weekly row; `not_ready` entries add the "reason". A
+    complete week without a row (no plays) is neither: there is nothing to send.
+    `marts_built_from` is when the dbt run behind the current marts started.
+    Weeks are picked at `run_after` (the run's time, never "now"), so a rerun picks the same.
+    With `preview`, every due week with a row is ready, sent or not, complete or not.
     """
     override = parse_week_start(week_start)
     with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
-        users = store.active_users(conn)
+        users = {u["user_id"]: u for u in store.active_users(conn)}
         wanted = [
-            (u["user_id"], override or last_complete_week_start(run_after, u["time_zone"])) for u in users
+            (user_id, week)
+            for user_id, user in users.items()
+            for week in ([override] if override else due_weeks(user, run_after))
         ]
-        present = store.weeks_present(conn, wanted)
-    log.info("recap targets: %d active users, %d with a week to recap", len(users), len(present))
-    return [{"user_id": user_id, "week_start": week.isoformat()} for user_id, week in present]
+        statuses = {} if preview else store.send_statuses(conn, wanted)
+        unsent = [pair for pair in wanted if statuses.get(pair) != "sent"]
+        progress = store.ingest_progress(conn, sorted({u for u, _ in unsent}))
+        ready, not_ready = [], []
+        for user_id, week in unsent:
+            if statuses.get((user_id, week)) is not None:  # rendered earlier: it was ready then
+                ready.append((user_id, week))
+                continue
+            week_end = store.week_end_at(week, users[user_id]["time_zone"])
+            reason = None if preview else store.week_not_ready(week_end, progress.get(user_id), marts_built_from)
+            if reason:
+                not_ready.append({"user_id": user_id, "week_start": week.isoformat(), "reason": reason})
+            else:
+                ready.append((user_id, week))
+        stored = [pair for pair in ready if statuses.get(pair) is not None]
+        present = set(store.weeks_present(conn, [pair for pair in ready if pair not in stored])) | set(stored)
+    targets = [{"user_id": u, "week_start": w.isoformat()} for u, w in ready if (u, w) in present]
+    log.info("recap targets: %d active users, %d weeks due and unsent, %d ready to send, %d not ready",
+             len(users), len(unsent), len(targets), len(not_ready))
+    return {"ready": targets, "not_ready": not_ready}
 
 
 def write_recap(facts: WeekFacts, gemini: GeminiSettings | None, timeout_s: float = 30.0) -> tuple[str, str]:
@@ -84,6 +156,14 @@ def write_recap(facts: WeekFacts, gemini: GeminiSettings | None, timeout_s: floa
     return text, source
 
 
+def compose(row: dict, gemini: GeminiSettings | None, from_addr: str, gemini_timeout_s: float) -> tuple[EmailMessage, str]:
+    """The week's e-mail and who wrote its intro ("gemini" / "template")."""
+    facts = facts_from_row(row)
+    recap, source = write_recap(facts, gemini, gemini_timeout_s)
+    message = build_message(facts, recap, recap_source=source, from_addr=from_addr, to_addr=row["email"])
+    return message, source
+
+
 def send_weekly_recap(
     dsn: str,
     user_id: str,
@@ -92,46 +172,123 @@ def send_weekly_recap(
     gemini: GeminiSettings | None,
     from_addr: str,
     smtp_conn_id: str = "smtp_default",
-    send: Callable[[EmailMessage], None] | None = None,
+    send: Callable[[bytes, str], None] | None = None,
     gemini_timeout_s: float = 30.0,
+    resend_unknown: bool = False,
 ) -> dict:
-    """Read the row, write the recap, render, and send it exactly once. Returns the outcome.
+    """Render the week's e-mail once (stored), then send the stored bytes at most once. Returns the outcome.
 
-    `send` defaults to Airflow's SMTP provider with `smtp_conn_id`.
+    Status: sent, already_sent, unknown (outcome unknown, resent later by policy),
+    in_progress (another worker is sending it), no_data, not_active, invalid_recipient.
+    `send(message_bytes, recipient)` defaults to Airflow's SMTP provider with `smtp_conn_id`;
+    it raises DeliveryUnknown when the outcome cannot be known. Any other exception means
+    not delivered and is raised (the stored message waits for the next attempt).
     """
+    from weekly_wrapped.recap.mailer import send_stored
+
     week = parse_week_start(week_start)
     outcome = {"user_id": user_id, "week_start": week.isoformat()}
     with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
-        # Cheap early exit on retries/reruns: do not ask Gemini again for a week already sent.
-        if store.already_sent(conn, user_id, week):
-            return {**outcome, "status": "already_sent"}
-        row = store.week_row(conn, user_id, week)
-        conn.rollback()  # end the read transaction; deliver_once runs its own
-        if row is None:
-            return {**outcome, "status": "no_data"}
-        if row.get("user_status") != "active":
-            return {**outcome, "status": "not_active"}
-        facts = facts_from_row(row)
-        recap, source = write_recap(facts, gemini, gemini_timeout_s)
-        message = build_message(facts, recap, recap_source=source, from_addr=from_addr, to_addr=row["email"])
+        stored = store.stored_send(conn, user_id, week)
+        if stored and stored["status"] == "sent":  # cheap exit on reruns: no Gemini, no render
+            return {**outcome, "status": "already_sent", "message_id": stored["message_id"]}
+        source = None
+        if stored is None:
+            row = store.week_row(conn, user_id, week)
+            conn.rollback()  # end the read transaction before the slow part
+            if row is None:
+                return {**outcome, "status": "no_data"}
+            if row.get("user_status") != "active":
+                return {**outcome, "status": "not_active"}
+            message, source = compose(row, gemini, from_addr, gemini_timeout_s)
+            try:
+                recipient = single_recipient(message)
+            except RecipientError as exc:
+                log.warning("recap user=%s week=%s not sent: %s", user_id, week, exc)
+                return {**outcome, "status": "invalid_recipient"}
+            # A racing worker may have stored its own rendering first: then that one is sent.
+            store.save_rendered(conn, user_id=user_id, week_start=week, recipient=recipient,
+                                message_id=message["Message-ID"], subject=message["Subject"],
+                                message=message_bytes(message))
+            stored = store.stored_send(conn, user_id, week)
         if send is None:
-            from weekly_wrapped.recap.mailer import send_with_airflow_smtp
+            sender = envelope_sender_of(from_addr)
 
-            def send(msg: EmailMessage) -> None:
-                send_with_airflow_smtp(msg, smtp_conn_id)
+            def send(data: bytes, recipient: str) -> None:
+                send_stored(data, sender, recipient, smtp_conn_id)
 
-        sent = store.deliver_once(conn, user_id=user_id, week_start=week, message=message, send=send)
-    status = "sent" if sent else "already_sent"
+        status = store.deliver(conn, user_id, week, send,
+                               is_unknown=lambda exc: isinstance(exc, DeliveryUnknown),
+                               resend_unknown=resend_unknown)
     log.info("recap user=%s week=%s status=%s recap_source=%s", user_id, week, status, source)
-    return {**outcome, "status": status, "recap_source": source, "message_id": message["Message-ID"]}
+    result = {**outcome, "status": status, "message_id": stored["message_id"]}
+    if source:
+        result["recap_source"] = source
+    return result
 
 
-def count_outcomes(outcomes: list[dict]) -> dict[str, int]:
-    """Users by status, and sent recaps by source (gemini / template), over a run's `send_weekly_recap` results."""
+def envelope_sender_of(from_addr: str) -> str:
+    message = EmailMessage()
+    message["From"] = from_addr
+    return envelope_sender(message)
+
+
+def send_batch(dsn: str, targets: list[dict], *, threads: int = BATCH_THREADS, **kwargs) -> list[dict]:
+    """`send_weekly_recap` for each target, `threads` at a time; one user's failure is its outcome
+    ("failed", retried by the next run), never the batch's."""
+
+    def one(target: dict) -> dict:
+        try:
+            return send_weekly_recap(dsn, target["user_id"], target["week_start"], **kwargs)
+        except Exception as exc:
+            log.exception("recap user=%s week=%s failed", target["user_id"], target["week_start"])
+            return {**target, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(targets)))) as pool:
+        return list(pool.map(one, targets))
+
+
+def preview_batch(dsn: str, targets: list[dict], *, gemini: GeminiSettings | None, from_addr: str,
+                  out_dir: str | None = None) -> list[dict]:
+    """Render each target's e-mail to `<out_dir>/<user>_<week>.html` and send nothing.
+
+    `out_dir` defaults to $WRAPPED_PREVIEW_DIR, else weekly_wrapped_preview in the temp folder.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(out_dir or os.environ.get("WRAPPED_PREVIEW_DIR") or Path(tempfile.gettempdir()) / "weekly_wrapped_preview")
+    folder.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for target in targets:
+        week = parse_week_start(target["week_start"])
+        with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
+            row = store.week_row(conn, target["user_id"], week)
+        if row is None:
+            outcomes.append({**target, "status": "no_data"})
+            continue
+        message, source = compose(row, gemini, from_addr, 30.0)
+        path = folder / f"{target['user_id']}_{week.isoformat()}.html"
+        path.write_text(message.get_body(("html",)).get_content())
+        log.info("preview user=%s week=%s written to %s", target["user_id"], week, path)
+        outcomes.append({**target, "status": "previewed", "recap_source": source, "path": str(path)})
+    return outcomes
+
+
+def batches(targets: list[dict], size: int) -> list[list[dict]]:
+    """`targets` in consecutive lists of at most `size`. Pure."""
+    return [targets[i:i + size] for i in range(0, len(targets), size)]
+
+
+def count_outcomes(outcomes: list[dict], not_ready: list[dict] = ()) -> dict[str, int]:
+    """Weeks by status, and sent recaps by source (gemini / template), over a run's outcomes."""
     summary: dict[str, int] = {"users": len(outcomes)}
     for outcome in outcomes:
         summary[outcome["status"]] = summary.get(outcome["status"], 0) + 1
         if outcome.get("recap_source") and outcome["status"] == "sent":
             key = f"recap_{outcome['recap_source']}"
             summary[key] = summary.get(key, 0) + 1
+    if not_ready:
+        summary["not_ready"] = len(not_ready)
     return summary

@@ -125,6 +125,8 @@ create table if not exists app.ingest_outcomes (
     retry_at   timestamptz,
     created_at timestamptz not null default now()
 );
+-- The recap's readiness check asks each user's last successful poll (weekly_wrapped.recap.store).
+create index if not exists ingest_outcomes_ok on app.ingest_outcomes (user_id, created_at) where outcome = 'ok';
 
 -- Tracks/albums/artists ingestion already produced to Kafka: metadata is looked up and
 -- produced once per entity, not on every poll (written with the cursor, after Kafka acked).
@@ -188,3 +190,21 @@ create table if not exists app.sent_emails (
     sent_at    timestamptz not null default now(),
     primary key (user_id, week_start)
 );
+-- Added with the exactly-once send (weekly_wrapped.recap.store): the message is rendered
+-- once and its bytes stored; every attempt sends those bytes. Rows from before are 'sent'.
+--   rendered -> sending -> sent | unknown (accepted-but-reply-lost: resent only by policy)
+--   sending -> rendered on a definite failure (the next attempt sends the same bytes)
+alter table app.sent_emails add column if not exists status text not null default 'sent';
+alter table app.sent_emails add column if not exists message bytea;            -- exactly what goes out
+alter table app.sent_emails add column if not exists rendered_at timestamptz;
+alter table app.sent_emails add column if not exists attempts int not null default 0;
+alter table app.sent_emails add column if not exists last_attempt_at timestamptz;
+alter table app.sent_emails add column if not exists last_error text;
+alter table app.sent_emails add column if not exists unknown_outcomes int not null default 0;  -- attempts that ended unknown
+alter table app.sent_emails alter column sent_at drop not null;              -- set when the server accepted
+alter table app.sent_emails alter column sent_at drop default;
+do $$ begin
+    alter table app.sent_emails add constraint sent_emails_status_check
+        check (status in ('rendered', 'sending', 'sent', 'unknown'));
+exception when duplicate_object then null;
+end $$;

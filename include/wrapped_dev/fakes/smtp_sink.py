@@ -7,6 +7,11 @@ SMTP provider) delivers to it, and people and tests read the files.
 Each message is written to a temporary name and renamed into place, so a reader never
 sees half a file. The name sorts by arrival: `<UTC timestamp>_<Message-ID>.eml`. Like a
 real delivery agent, it prepends `Return-Path` and `Delivered-To` from the envelope.
+
+Faults, for the exactly-once tests: `controller.handler.lose_replies = n` makes the next
+n messages "accepted but reply lost" (stored, then the connection drops before the 250),
+and `--lose-replies n` does the same from the command line. "Down then up" is
+`controller.stop()` and `start_sink(...)` again on the same port.
 """
 
 from __future__ import annotations
@@ -54,8 +59,9 @@ def write_atomically(directory: Path, name: str, data: bytes) -> Path:
 class MailboxHandler:
     """aiosmtpd handler: accept every recipient, store each message, log one line."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, lose_replies: int = 0):
         self.directory = Path(directory)
+        self.lose_replies = lose_replies  # the next n messages are stored, then their reply is lost
 
     async def handle_DATA(self, server, session, envelope):
         content: bytes = envelope.original_content or envelope.content
@@ -73,13 +79,18 @@ class MailboxHandler:
             len(content),
             path.name,
         )
+        if self.lose_replies > 0:
+            self.lose_replies -= 1
+            log.info("dropping the connection before the reply to message_id=%s (lose_replies)", message_id)
+            server.transport.abort()  # what the client sees when a link dies after the message went out
+            return "250 Message accepted for delivery"  # written nowhere: the transport is gone
         return "250 Message accepted for delivery"
 
 
-def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 8025) -> Controller:
+def start_sink(directory: Path, host: str = "127.0.0.1", port: int = 8025, lose_replies: int = 0) -> Controller:
     """Start the sink on a background thread and return its controller (`.stop()` it)."""
     controller = Controller(
-        MailboxHandler(Path(directory)),
+        MailboxHandler(Path(directory), lose_replies),
         hostname=host,
         port=port,
         enable_SMTPUTF8=True,
@@ -97,12 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings.smtp_port)
     parser.add_argument("--dir", type=Path, default=settings.mail_dir, help="where the .eml files go")
+    parser.add_argument("--lose-replies", type=int, default=0,
+                        help="store the first N messages, then drop the connection before replying")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # aiosmtpd logs every SMTP command (addresses included) at INFO; our one line per message is enough.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     args.dir.mkdir(parents=True, exist_ok=True)
-    controller = start_sink(args.dir, args.host, args.port)
+    controller = start_sink(args.dir, args.host, args.port, args.lose_replies)
     log.info("SMTP sink listening on %s:%s, storing to %s", args.host, args.port, args.dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
