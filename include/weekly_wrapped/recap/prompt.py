@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
@@ -176,7 +177,10 @@ def build_slots(facts: WeekFacts) -> Slots:
 def is_first_known_week(facts: WeekFacts) -> bool:
     """The week our history starts in (or none before it is known)."""
     if facts.history_known_since is not None:
-        return facts.history_known_since.date() >= facts.week_start
+        since = facts.history_known_since
+        if since.tzinfo is not None:
+            since = since.astimezone(ZoneInfo(facts.time_zone))
+        return since.date() >= facts.week_start
     return facts.previous_week_status == "not_known"
 
 
