@@ -98,8 +98,8 @@ def weekly_wrapped():
         return send_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from(),
                           resend_unknown=bool(params.get("resend_unknown")))
 
-    # Runs when there was nothing to send too (zero batches), and never retries its own verdict.
-    @task(trigger_rule="none_failed", retries=0)
+    # Runs when there was nothing to send too (zero batches).
+    @task(trigger_rule="none_failed")
     def summarize(outcomes: list[list[dict]], not_ready: list[dict]) -> dict:
         """Counts by status and recap source, for the run's log and XCom; fails the run when a send failed."""
         from weekly_wrapped.recap.job import count_outcomes
@@ -107,8 +107,10 @@ def weekly_wrapped():
         summary = count_outcomes([o for batch in outcomes for o in batch], not_ready)
         print(f"weekly_wrapped: {summary}")
         if summary.get("failed"):
-            # Visible in the UI; the stored messages are sent by the next run.
-            raise RuntimeError(f"{summary['failed']} recap(s) failed to send; the next run retries them")
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # Visible in the UI, without retrying a verdict; the stored messages are sent by the next run.
+            raise AirflowFailException(f"{summary['failed']} recap(s) failed to send; the next run retries them")
         return summary
 
     found = find_recipients()

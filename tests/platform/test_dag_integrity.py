@@ -16,7 +16,7 @@ EXPECTED = {
     "spotify_ingest": "@hourly",
     "spark_consumers": "*/5 * * * *",
     "dbt_build": "Asset(name='wrapped_raw_plays'",
-    "weekly_wrapped": "* * 1",  # cron on Mondays
+    "weekly_wrapped": "@hourly",  # sends each user's week once it is complete in the marts
     "spotify_history_import": "None",
 }
 
