@@ -2,8 +2,8 @@
 
 Every expected number in test_wrapped_weekly.py is worked out in the comments here.
 Track lengths: Heroes 6:00, Under Pressure 4:00, Bohemian Rhapsody 5:00, Says 8:00.
-Listened time: ms_played if known (capped at the length), else the length capped by the time
-since the previous play ended; a track without metadata counts 0.
+Listened time (docs/recap.md): ms_played if known, else the length (3.5 min = 210000 ms while
+it is unknown), either capped by the time since the previous play ended.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ USERS = [
 ]
 
 ARTISTS = [
-    # artist_id, name, genres (None: Spotify gave none)
-    ("a_bowie", "David Bowie", ["art rock", "glam rock"]),
-    ("a_queen", "Queen", ["rock", "glam rock"]),
-    ("a_nils", "Nils Frahm", None),
+    # artist_id, name, genres (None: Spotify gave none), image_url
+    ("a_bowie", "David Bowie", ["art rock", "glam rock"], "https://i.scdn.co/image/bowie"),
+    ("a_queen", "Queen", ["rock", "glam rock"], None),
+    ("a_nils", "Nils Frahm", None, None),
 ]
 
 ALBUMS = [
-    # album_id, name, artist_ids
-    ("al_heroes", "Heroes", ["a_bowie"]),
-    ("al_opera", "A Night at the Opera", ["a_queen"]),
-    ("al_spaces", "Spaces", ["a_nils"]),
+    # album_id, name, artist_ids, image_url
+    ("al_heroes", "Heroes", ["a_bowie"], "https://i.scdn.co/image/heroes"),
+    ("al_opera", "A Night at the Opera", ["a_queen"], "https://i.scdn.co/image/opera"),
+    ("al_spaces", "Spaces", ["a_nils"], None),
 ]
 
 TRACKS = [
@@ -39,6 +39,9 @@ TRACKS = [
 
 PLAYS = [
     # user_id, played_at (UTC, end of play), track_id, source, ms_played
+    # --- berlin, history known since Mon 2026-08-31 10:00 (an exported play): the first whole
+    # week is 09-07, so from the week of 11-02 (8 whole weeks later) discoveries are claimed
+    ("berlin", "2026-08-31 08:00:00+00", "t_heroes", "export", 200_000),
     # --- berlin, week of Mon 2026-11-09 (local) --------------------------------- 2 plays, 10.0 min
     ("berlin", "2026-11-10 19:00:00+00", "t_heroes", "api", None),  # Tue 20:00; 360000
     ("berlin", "2026-11-10 19:04:00+00", "t_pressure", "api", None),  # 4 min later: 240000
@@ -52,10 +55,10 @@ PLAYS = [
     ("berlin", "2026-11-22 22:30:00+00", "t_bohemian", "api", None),  # Sun 23:30, still this week; 300000
     ("berlin", "2026-11-22 22:31:00+00", "t_pressure", "api", None),  # skipped after 60 s: 60000
     # --- tokyo ------------------------------------------------------------------------------
-    ("tokyo", "2026-11-22 14:00:00+00", "t_unknown", "api", None),  # Sun 23:00 JST, week 11-16; 0
+    ("tokyo", "2026-11-22 14:00:00+00", "t_unknown", "api", None),  # Sun 23:00 JST, week 11-16; 210000
     ("tokyo", "2026-11-22 15:10:00+00", "t_says", "api", None),  # Mon 00:10 JST: week 11-23; 480000
     ("tokyo", "2026-11-23 15:30:00+00", "t_says", "api", None),  # Tue 00:30 JST; 480000
-    ("tokyo", "2026-11-24 12:00:00+00", "t_heroes", "export", 400_000),  # Tue 21:00; capped 360000
+    ("tokyo", "2026-11-24 12:00:00+00", "t_heroes", "export", 400_000),  # Tue 21:00; ms_played 400000
 ]
 
 INGEST_GAPS = [
@@ -158,15 +161,16 @@ def seed_listening_history(conn) -> None:
                 " values (%s, %s, %s, %s, now())",
                 (user_id, email, time_zone, user_id.title()),
             )
-        for artist_id, name, genres in ARTISTS:
+        for artist_id, name, genres, image_url in ARTISTS:
             cur.execute(
-                "insert into raw.artists (artist_id, name, genres, fetched_at) values (%s, %s, %s, now())",
-                (artist_id, name, genres),
+                "insert into raw.artists (artist_id, name, genres, image_url, fetched_at) values (%s, %s, %s, %s, now())",
+                (artist_id, name, genres, image_url),
             )
-        for album_id, name, artist_ids in ALBUMS:
+        for album_id, name, artist_ids, image_url in ALBUMS:
             cur.execute(
-                "insert into raw.albums (album_id, name, artist_ids, fetched_at) values (%s, %s, %s, now())",
-                (album_id, name, artist_ids),
+                "insert into raw.albums (album_id, name, artist_ids, image_url, fetched_at)"
+                " values (%s, %s, %s, %s, now())",
+                (album_id, name, artist_ids, image_url),
             )
         for track_id, name, duration_ms, album_id, artist_ids in TRACKS:
             cur.execute(
