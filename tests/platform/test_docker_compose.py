@@ -430,7 +430,7 @@ def test_every_airflow_service_gets_every_connection_and_variable_from_one_ancho
     from weekly_wrapped.airflow.connections import VARIABLE_DEFAULTS
 
     conn_ids = {"postgres_default", "kafka_default", "spotify_default", "gemini_default", "smtp_default",
-                "spark_default"}
+                "spark_default", "musicbrainz_default"}
     wanted = {f"AIRFLOW_CONN_{c.upper()}" for c in conn_ids} | {f"AIRFLOW_VAR_{v.upper()}" for v in VARIABLE_DEFAULTS}
     anchor = RAW["x-wrapped-connections"]
     assert set(anchor) == wanted

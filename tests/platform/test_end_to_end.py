@@ -1,11 +1,14 @@
 """The main job on the real stack: the demo runs every DAG through Airflow, and every play
-the fake Spotify served (API and export) arrives exactly once in marts.fct_plays, and the
-SMTP sink holds one recap per listener for the week."""
+the fake Spotify served (API and export) arrives exactly once in marts.fct_plays, the week's
+discoveries are the artists really first heard that week (the export holds 10 weeks before it),
+the top artists have genres from the fake MusicBrainz, and the SMTP sink holds one recap per
+listener for the week."""
 
 from __future__ import annotations
 
 import datetime as dt
 from email import policy
+from zoneinfo import ZoneInfo
 from email.parser import BytesParser
 
 import pytest
@@ -14,6 +17,7 @@ from wrapped_dev import demo
 from wrapped_dev.fakes import demo_listener as dl
 
 SEED, USERS = 7, 3
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def demo_run(stack):
 def test_every_served_play_is_in_fct_plays_exactly_once(demo_run, warehouse):
     settings, clock = demo_run
     end_ms = int(clock.timestamp() * 1000)
-    start_ms = end_ms - demo.EXPORT_DAYS * 86_400_000
+    start_ms = end_ms - demo.EXPORT_DAYS * DAY_MS
     cur = warehouse().cursor()
     for user in dl.demo_users(USERS):
         served = {(p.track_id, p.played_at_ms // 1000) for p in dl.plays_between(SEED, user, start_ms, end_ms)}
@@ -37,6 +41,42 @@ def test_every_served_play_is_in_fct_plays_exactly_once(demo_run, warehouse):
         landed = cur.fetchall()
         assert len(landed) == len(set(landed)), "a play landed twice"
         assert set(landed) == served, user.user_id
+
+
+def test_the_demo_week_lists_artists_really_first_heard_that_week(demo_run, warehouse):
+    settings, clock = demo_run
+    week_start = demo.demo_week_start(clock)
+    end_ms = int(clock.timestamp() * 1000)
+    catalogue = dl.build_catalogue(SEED)
+    cur = warehouse().cursor()
+    for user in dl.demo_users(USERS):
+        local_monday = dt.datetime.combine(week_start, dt.time(0), ZoneInfo(user.time_zone))
+        week_from, week_to = (int(t.timestamp() * 1000) for t in (local_monday, local_monday + dt.timedelta(days=7)))
+        first_heard: dict[str, int] = {}  # artist -> first play held (every credited artist counts)
+        for play in dl.plays_between(SEED, user, end_ms - demo.EXPORT_DAYS * DAY_MS, end_ms):
+            for artist_id in catalogue.tracks[play.track_id].artist_ids:
+                first_heard.setdefault(artist_id, play.played_at_ms)
+        new = {a for a, ms in first_heard.items() if week_from <= ms < week_to}
+        cur.execute("select discoveries_available, new_artists, top_new_artists from marts.wrapped_weekly "
+                    "where user_id = %s and week_start = %s", (user.user_id, week_start))
+        available, new_artists, top_new_artists = cur.fetchone()
+        assert available is True, f"{user.user_id}: the export's 10 weeks are history enough"
+        assert new_artists == len(new) > 0, user.user_id
+        assert {a["id"] for a in top_new_artists} <= new, user.user_id
+
+
+def test_the_top_artists_have_genres_from_musicbrainz(demo_run, warehouse):
+    settings, clock = demo_run
+    assert settings.musicbrainz_genres, "the local stack looks genres up on the fake MusicBrainz"
+    cur = warehouse().cursor()
+    cur.execute("select count(*) from app.artist_genres")
+    assert cur.fetchone()[0] >= demo.DEMO_GENRES_PER_RUN
+    cur.execute("select user_id, top_genres from marts.wrapped_weekly where week_start = %s",
+                (demo.demo_week_start(clock),))
+    top_genres = dict(cur.fetchall())
+    assert sorted(top_genres) == sorted(u.user_id for u in dl.demo_users(USERS))
+    for user_id, genres in top_genres.items():
+        assert genres and all(g["plays"] > 0 for g in genres), user_id
 
 
 def test_api_and_export_copies_of_a_play_are_one_play(demo_run, warehouse):

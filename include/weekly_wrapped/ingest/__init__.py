@@ -8,6 +8,7 @@
 - `track_resolution`   Spotify ids for tracks an account-data export names without one (search,
                        once per name pair, a bounded slice per run)
 - `catalogue`          what those two share: budget, a borrowed token, error steps, produce-then-mark
+- `genres`             artist genres from MusicBrainz's tags (opt-in), each artist once, 1 request/s
 - `store`              ingestion's tables: cursors, outcomes, gaps, the entity cache (I/O)
 - `producer`           the idempotent Kafka producer with delivery reports (I/O)
 

@@ -192,22 +192,36 @@ def _retry_after(value: str | None) -> float:
 
 # --- the warehouse side ---------------------------------------------------------------------------
 
+# Artists Spotify gave no genres, with their plays of the last RECENT_DAYS (the look-up order).
+_CANDIDATES = (
+    "with recent as ("
+    "  select credited.artist_id, count(*) as plays from raw.plays p "
+    "  join raw.tracks t on t.track_id = p.track_id "
+    "  cross join lateral unnest(t.artist_ids) as credited (artist_id) "
+    "  where p.played_at > now() - make_interval(days => %(recent_days)s) group by credited.artist_id) "
+    "select a.artist_id, a.name, coalesce(r.plays, 0) as plays, "
+    "  exists (select 1 from app.artist_genres g where g.artist_id = a.artist_id) as looked_up "
+    "from raw.artists a left join recent r on r.artist_id = a.artist_id "
+    "where coalesce(cardinality(a.genres), 0) = 0"
+)
+
+
 def artists_to_look_up(dsn: str, limit: int) -> list[tuple[str, str]]:
     """(artist_id, name) of artists without genres from Spotify nor a stored look-up, most played lately first."""
     with db.transaction(dsn) as cur:
-        cur.execute(
-            "with recent as ("
-            "  select credited.artist_id, count(*) as plays from raw.plays p "
-            "  join raw.tracks t on t.track_id = p.track_id "
-            "  cross join lateral unnest(t.artist_ids) as credited (artist_id) "
-            "  where p.played_at > now() - make_interval(days => %s) group by credited.artist_id) "
-            "select a.artist_id, a.name from raw.artists a "
-            "left join recent r on r.artist_id = a.artist_id "
-            "where coalesce(cardinality(a.genres), 0) = 0 "
-            "and not exists (select 1 from app.artist_genres g where g.artist_id = a.artist_id) "
-            "order by coalesce(r.plays, 0) desc, a.artist_id limit %s", (RECENT_DAYS, limit))
+        cur.execute(f"select artist_id, name from ({_CANDIDATES}) c where not looked_up "
+                    "order by plays desc, artist_id limit %(limit)s", {"recent_days": RECENT_DAYS, "limit": limit})
         rows = [(r[0], r[1]) for r in cur.fetchall()]
     return rows
+
+
+def not_looked_up_among_most_played(dsn: str, top: int) -> int:
+    """Of the `top` most played artists lately (without Spotify genres), how many have no stored look-up."""
+    with db.transaction(dsn) as cur:
+        cur.execute(f"select count(*) filter (where not looked_up) from (select * from ({_CANDIDATES}) c "
+                    "order by plays desc, artist_id limit %(limit)s) top", {"recent_days": RECENT_DAYS, "limit": top})
+        missing = cur.fetchone()[0]
+    return missing
 
 
 def save_lookup(dsn: str, artist_id: str, name: str, lookup: Lookup) -> None:

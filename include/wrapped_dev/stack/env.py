@@ -93,6 +93,7 @@ def variables(settings: Settings) -> dict[str, str]:
     return {"AIRFLOW_VAR_WRAPPED_FERNET_SECRET": settings.fernet_key,
             "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code,
             "AIRFLOW_VAR_WRAPPED_MUSICBRAINZ_GENRES": "true" if settings.musicbrainz_genres else "false",
+            "AIRFLOW_VAR_WRAPPED_SPOTIFY_RPS": f"{settings.spotify_rps:g}",
             "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(settings.state_dir / "dbt")}
 
 
