@@ -97,7 +97,7 @@ def test_gemini_writes_the_intro_and_our_code_fills_in_the_names(gemini, gemini_
     assert intro.source == "gemini" and intro.written_by_ai and intro.recommendations == ()
     assert intro.text == ("You pressed play 87 times and listened for 5 h 12 min this week. Björk led the way with "
                           "20 plays. Your song of the week was Hyperballad. Here's to another great week of listening!")
-    assert intro.personality == "The Night Owl: your listening peaked around 21:00."
+    assert intro.personality == "The Night Owl: your listening peaked around 9:00 PM."
     assert gemini_server.state.stats()["calls"] == 1
     assert_no_name_sent(gemini_server, make_row())
 

@@ -9,8 +9,7 @@ from recap_helpers import make_row
 
 from weekly_wrapped.recap.facts import facts_from_row
 from weekly_wrapped.recap.gemini import generate_json
-from weekly_wrapped.recap.grounding import answer_problems, template_recap
-from weekly_wrapped.recap.job import write_recap
+from weekly_wrapped.recap.grounding import answer_problems
 from weekly_wrapped.recap.prompt import IntroAnswer, SuggestionsAnswer, build_prompt, build_suggestions_prompt
 
 FAST = {"initial_delay_s": 0.05, "max_delay_s": 0.1, "timeout_s": 10}
@@ -178,17 +177,3 @@ def test_api_key_is_never_logged(gemini, facts, caplog):
     ask(gemini, facts)
     assert gemini.api_key not in caplog.text
     assert "ada@example.com" not in caplog.text
-
-
-# ---- job.write_recap, the name job.py uses until it calls ai.write_intro ------------------------
-
-
-def test_write_recap_fills_in_gemini_answer(gemini, facts):
-    text, source = write_recap(facts, gemini)
-    assert source == "gemini" and text.startswith("You pressed play 87 times and listened for 5 h 12 min")
-    assert "Björk led the way with 20 plays" in text
-
-
-def test_write_recap_falls_back_to_the_template(gemini, gemini_server, facts):
-    gemini_server.state.configure({"mode": "unknown_placeholder"})
-    assert write_recap(facts, gemini) == (template_recap(facts), "template")

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from weekly_wrapped.recap.facts import TopItem, WeekFacts
+from weekly_wrapped.recap.formats import duration, hour_label
 
 MAX_SUGGESTIONS = 5  # asked for; a few are dropped (not found, already heard), three are shown
 
@@ -75,15 +76,6 @@ def number_text(value: int | Decimal) -> str:
     return str(value)
 
 
-def duration_label(minutes: Decimal) -> str:
-    """Minutes for people: "18 h 34 min", "45 min" (whole minutes, rounded)."""
-    total = int(Decimal(minutes).quantize(Decimal("1")))
-    hours, rest = divmod(total, 60)
-    if not hours:
-        return f"{rest} min"
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
-
-
 ORDINALS = ("most", "second most", "third most", "fourth most", "fifth most")
 
 
@@ -130,7 +122,7 @@ def build_slots(facts: WeekFacts) -> Slots:
 
     _add_number(slots, "plays", facts.plays, "plays this week")
     _add_number(slots, "minutes", facts.minutes, "minutes listened this week")
-    listening_time = duration_label(facts.minutes)
+    listening_time = duration(facts.minutes)  # as the e-mail writes durations
     slots.numbers["listening_time"] = Slot(listening_time, "the same time in hours and minutes, units included",
                                            listening_time)
     _add_number(slots, "distinct_tracks", facts.distinct_tracks, "different tracks played")
@@ -140,9 +132,9 @@ def build_slots(facts: WeekFacts) -> Slots:
     if (facts.longest_streak_running_days or 0) > (facts.longest_streak_days or 0):
         _add_number(slots, "streak_running_days", facts.longest_streak_running_days,
                     "that streak's full length in days, counting days before this week")
-    if facts.busiest_hour_label:
-        slots.numbers["busiest_hour"] = Slot(facts.busiest_hour_label, "the hour of the day with most listening",
-                                             facts.busiest_hour_label)
+    if facts.busiest_hour is not None:
+        hour = hour_label(facts.busiest_hour, facts.locale)  # as the e-mail writes it: "21:00", "9:00 PM"
+        slots.numbers["busiest_hour"] = Slot(hour, "the hour of the day with most listening", hour)
     if facts.discoveries_available:
         _add_number(slots, "new_tracks", facts.new_tracks, "tracks played for the first time ever")
         _add_number(slots, "new_artists", facts.new_artists, "artists played for the first time ever")
