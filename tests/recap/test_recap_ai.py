@@ -299,6 +299,7 @@ def stand_in(model: str) -> str:
 
 @pytest.fixture(scope="module")
 def marts(postgres):
+    """DSN of a private database holding stand-ins of the marts the history check reads."""
     with private_database(postgres.dsn, "wrapped_ai_test") as (_, dsn):
         conn = psycopg2.connect(dsn)
         conn.autocommit = True
@@ -314,17 +315,32 @@ def marts(postgres):
                 insert into marts.fct_plays (play_id, user_id, track_id, played_at) values
                     ('p1', 'u1', 't1', now()), ('p2', 'u1', 'name:track:2', now()), ('p3', 'u2', 't3', now());
             """)
-        yield conn
         conn.close()
+        yield dsn
+
+
+def test_artist_lookups_search_spotify_and_check_the_warehouse(marts, spotify):
+    server, fake = spotify
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    app = SpotifyApp("demo-client-id", "demo-client-secret", base + "/v1/", base)
+    lookups = ai.artist_lookups(marts, app, requests_per_second=20)
+    lami = catalogue_names(spotify)[0]
+    assert lami == "Lami"
+    found = ai.find_on_spotify(lookups("u1").search, "lami")
+    assert found.name == "Lami" and found.spotify_url.startswith("https://open.spotify.com/artist/")
+    assert lookups("u1").heard([found]) == {found.id}  # u1 played an artist named Lami
+    assert lookups("u2").heard([found]) == set()
 
 
 def test_heard_in_history_matches_by_spotify_id_or_by_name(marts):
+    conn = psycopg2.connect(marts)
     candidates = [FoundArtist("a1", "Lami", "u"), FoundArtist("zz", "podo kamo", "u"),
                   FoundArtist("a3", "Someone Else", "u"), FoundArtist("a4", "Brand New", "u")]
-    assert heard_in_history(marts, "u1", candidates) == {"a1", "zz"}  # the export's name-only artist by name
-    assert heard_in_history(marts, "u2", candidates) == {"a3"}
-    assert heard_in_history(marts, "u3", candidates) == set()
-    assert heard_in_history(marts, "u1", []) == set()
+    assert heard_in_history(conn, "u1", candidates) == {"a1", "zz"}  # the export's name-only artist by name
+    assert heard_in_history(conn, "u2", candidates) == {"a3"}
+    assert heard_in_history(conn, "u3", candidates) == set()
+    assert heard_in_history(conn, "u1", []) == set()
+    conn.close()
 
 
 # ---- the fake Spotify's artist search and app token ---------------------------------------------

@@ -248,3 +248,25 @@ def heard_in_history(conn, user_id: str, artists: Sequence[FoundArtist]) -> set[
     heard_ids = {row[0] for row in rows}
     heard_names = {folded(row[1]) for row in rows if row[1]}
     return {a.id for a in artists if a.id in heard_ids or folded(a.name) in heard_names}
+
+
+def artist_lookups(dsn: str, app, requests_per_second: float) -> Callable[[str], ArtistLookup]:
+    """user_id -> that user's `ArtistLookup`: Spotify's search with the app's own token (one
+    session, its rate limit shared by every user of the run) and the user's history in the
+    warehouse at `dsn` (a short connection per check). What the job passes when the
+    installation opted in; `app` is a `weekly_wrapped.spotify.client.SpotifyApp`."""
+    from contextlib import closing
+
+    from weekly_wrapped import db
+    from weekly_wrapped.spotify.client import AppSession, CallPolicy, RateLimiter
+
+    session = AppSession(app, CallPolicy(), RateLimiter(requests_per_second))
+
+    def for_user(user_id: str) -> ArtistLookup:
+        def heard(found: Sequence[FoundArtist]) -> set[str]:
+            with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
+                return heard_in_history(conn, user_id, found)
+
+        return ArtistLookup(session.search_artist, heard)
+
+    return for_user
