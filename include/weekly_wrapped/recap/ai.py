@@ -14,8 +14,8 @@
   found under that exact name and never heard by the user before. At most three are shown.
 
 I/O: Gemini through `gemini.generate_json`; Spotify search and the listening history through
-the callables in `ArtistLookup`, which the job builds (`heard_in_history` below is the
-history half, on the warehouse).
+the callables in `ArtistLookup`. `artist_lookups(dsn, app, rps)` builds them for the job:
+one app-token search session for the run, `heard_in_history` on the warehouse per user.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -39,6 +39,9 @@ from weekly_wrapped.recap.prompt import (
     build_suggestions_prompt,
     retry_prompt,
 )
+
+if TYPE_CHECKING:
+    from weekly_wrapped.spotify.client import SpotifyApp
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +253,11 @@ def heard_in_history(conn, user_id: str, artists: Sequence[FoundArtist]) -> set[
     return {a.id for a in artists if a.id in heard_ids or folded(a.name) in heard_names}
 
 
-def artist_lookups(dsn: str, app, requests_per_second: float) -> Callable[[str], ArtistLookup]:
+def artist_lookups(dsn: str, app: SpotifyApp, requests_per_second: float) -> Callable[[str], ArtistLookup]:
     """user_id -> that user's `ArtistLookup`: Spotify's search with the app's own token (one
     session, its rate limit shared by every user of the run) and the user's history in the
     warehouse at `dsn` (a short connection per check). What the job passes when the
-    installation opted in; `app` is a `weekly_wrapped.spotify.client.SpotifyApp`."""
+    installation opted in."""
     from contextlib import closing
 
     from weekly_wrapped import db
