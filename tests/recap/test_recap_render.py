@@ -346,3 +346,39 @@ def test_no_skip_rate_nor_most_skipped_when_skips_are_unknown():
     visible, text, _ = render(make_row(skip_rate=Decimal("0.0000"), skip_events=0, top_skipped_tracks=[]))
     assert "Skip rate 0% (0 skips)" in visible and "- Skip rate: 0% (0 skips)" in text
     assert "Most skipped" not in visible and "MOST SKIPPED" not in text
+
+
+def test_facts_read_the_columns_the_pictures_and_truth_lines_rest_on():
+    import json
+
+    row = make_row(minutes_by_day=json.dumps(make_row()["minutes_by_day"]), locale=" de ",
+                   previous_week_status="compared", plays_pending_metadata=3, missed_hours=Decimal("2.5"))
+    facts = facts_from_row(row)
+    assert facts.locale == "de" and facts.plays_pending_metadata == 3 and facts.missed_hours == Decimal("2.5")
+    assert facts.previous_week_minutes == Decimal("250.0") and facts.previous_week_status == "compared"
+    assert [d.isoformat() for d, _ in facts.minutes_by_day][0] == "2026-11-16" and len(facts.minutes_by_day) == 7
+    assert sum(facts.minutes_by_day[i][1] for i in range(7)) == Decimal("312.4")
+    assert len(facts.listening_clock) == 7 and all(len(day) == 24 for day in facts.listening_clock)
+    assert facts.listening_clock[4][21] == Decimal("42.0")
+    top = facts.top_albums[0]
+    assert (top.minutes, top.image_url, top.spotify_url) == (
+        Decimal("50.2"), "https://i.scdn.co/image/album-al1", "https://open.spotify.com/album/al1")
+    # absent or malformed: the defaults, never an error
+    bare = facts_from_row({"user_id": "u", "week_start": date(2026, 11, 16), "listening_clock": [[1, 2]],
+                           "minutes_by_day": "not json"})
+    assert (bare.locale, bare.discoveries_available, bare.minutes_by_day, bare.listening_clock) == ("en", True, (), ())
+    assert bare.previous_week_status is None and bare.plays_estimated_minutes == 0
+
+
+def test_charts_are_small_deterministic_pngs():
+    from weekly_wrapped.recap.charts import charts
+
+    facts = facts_from_row(make_row())
+    first, again = charts(facts), charts(facts)
+    assert [c.name for c in first] == ["listening-clock", "minutes-per-day", "top-artists"]
+    for one, two in zip(first, again):
+        assert one.png == two.png and one.png.startswith(b"\x89PNG")
+        assert len(one.png) < 30_000 and one.width == 552 and one.alt and one.fallback
+    # a week without plays by hour or day has no clock and no day chart, rather than empty ones
+    quiet = facts_from_row(make_row(listening_clock=None, minutes_by_day=None, top_artists=[]))
+    assert charts(quiet) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -271,7 +272,8 @@ def render_bodies(
     }
     env = _environment()
     html = _inliner().inline(env.get_template("recap_email.html.j2").render(context))
-    text = env.get_template("recap_email.txt.j2").render(context)
+    # Optional sections leave blank lines behind; one is enough between paragraphs.
+    text = re.sub(r"\n{3,}", "\n\n", env.get_template("recap_email.txt.j2").render(context))
     return html, text
 
 
