@@ -16,9 +16,10 @@ for all users at once, while weeks end at different hours in different time zone
 user's missing poll must not hold back everybody else.
 
 Params: `week_start` (YYYY-MM-DD; any day stands for its week's Monday) recaps that week for
-everyone instead of their due weeks; `preview_only` renders the recaps to HTML files and
-sends nothing; `resend_unknown` resends the `unknown` sends of this run's weeks now (an
-operator's confirmation that they did not arrive).
+everyone instead of their due weeks; `preview_only` renders the recaps to HTML files in
+$WRAPPED_PREVIEW_DIR (template intro, as `wrapped preview` does) and sends nothing;
+`resend_unknown` resends the `unknown` sends of this run's weeks now (an operator's
+confirmation that they did not arrive).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def weekly_wrapped():
         if params.get("preview_only"):
             from weekly_wrapped.recap.job import preview_batch
 
-            return preview_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from())
+            return preview_batch(warehouse_dsn(), batch)
         from weekly_wrapped.recap.job import send_batch
 
         return send_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from(),

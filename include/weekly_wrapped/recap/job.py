@@ -30,8 +30,8 @@ from typing import Callable, Protocol
 
 from weekly_wrapped import db
 from weekly_wrapped.recap import store
-from weekly_wrapped.recap.facts import WeekFacts, facts_from_row, last_complete_week_start
-from weekly_wrapped.recap.grounding import choose_recap
+from weekly_wrapped.recap.facts import facts_from_row, last_complete_week_start
+from weekly_wrapped.recap.ai import ArtistLookup, write_intro
 from weekly_wrapped.recap.mailer import (
     DeliveryUnknown,
     RecipientError,
@@ -39,7 +39,6 @@ from weekly_wrapped.recap.mailer import (
     message_bytes,
     single_recipient,
 )
-from weekly_wrapped.recap.prompt import build_prompt
 from weekly_wrapped.recap.render import build_message
 
 log = logging.getLogger(__name__)
@@ -132,36 +131,18 @@ def recap_targets(
     return {"ready": targets, "not_ready": not_ready}
 
 
-def write_recap(facts: WeekFacts, gemini: GeminiSettings | None, timeout_s: float = 30.0) -> tuple[str, str]:
-    """(recap text, source): Gemini's answer if it is grounded, else the template recap."""
-    from weekly_wrapped.recap.gemini import generate_recap_text
-
-    model_text = None
-    if gemini is not None and gemini.api_key:
-        try:
-            model_text = generate_recap_text(
-                build_prompt(facts),
-                api_key=gemini.api_key,
-                model=gemini.model,
-                base_url=gemini.base_url,
-                timeout_s=timeout_s,
-            )
-        except Exception as exc:  # any API/network failure: the template recap still goes out
-            # The SDK's messages carry the API's error JSON, never the key (it travels in a header).
-            log.warning("gemini failed for user=%s week=%s: %s: %.300s", facts.user_id, facts.week_start,
-                        type(exc).__name__, exc)
-    text, source, problems = choose_recap(model_text, facts)
-    if model_text is not None and problems:
-        log.warning("gemini answer not used for user=%s: %s", facts.user_id, "; ".join(problems))
-    return text, source
-
-
-def compose(row: dict, gemini: GeminiSettings | None, from_addr: str, gemini_timeout_s: float) -> tuple[EmailMessage, str]:
+def compose(
+    row: dict,
+    gemini: GeminiSettings | None,
+    from_addr: str,
+    gemini_timeout_s: float,
+    recommendations: ArtistLookup | None = None,
+) -> tuple[EmailMessage, str]:
     """The week's e-mail and who wrote its intro ("gemini" / "template")."""
     facts = facts_from_row(row)
-    recap, source = write_recap(facts, gemini, gemini_timeout_s)
-    message = build_message(facts, recap, recap_source=source, from_addr=from_addr, to_addr=row["email"])
-    return message, source
+    intro = write_intro(facts, gemini, recommendations=recommendations, timeout_s=gemini_timeout_s)
+    message = build_message(facts, intro, from_addr=from_addr, to_addr=row["email"])
+    return message, intro.source
 
 
 def send_weekly_recap(
@@ -173,8 +154,9 @@ def send_weekly_recap(
     from_addr: str,
     smtp_conn_id: str = "smtp_default",
     send: Callable[[bytes, str], None] | None = None,
-    gemini_timeout_s: float = 30.0,
+    gemini_timeout_s: float = 20.0,
     resend_unknown: bool = False,
+    recommendations: Callable[[str], ArtistLookup] | None = None,
 ) -> dict:
     """Render the week's e-mail once (stored), then send the stored bytes at most once. Returns the outcome.
 
@@ -183,6 +165,7 @@ def send_weekly_recap(
     `send(message_bytes, recipient)` defaults to Airflow's SMTP provider with `smtp_conn_id`;
     it raises DeliveryUnknown when the outcome cannot be known. Any other exception means
     not delivered and is raised (the stored message waits for the next attempt).
+    `recommendations(user_id)` gives the ArtistLookup when the installation opted in.
     """
     from weekly_wrapped.recap.mailer import send_stored
 
@@ -200,7 +183,8 @@ def send_weekly_recap(
                 return {**outcome, "status": "no_data"}
             if row.get("user_status") != "active":
                 return {**outcome, "status": "not_active"}
-            message, source = compose(row, gemini, from_addr, gemini_timeout_s)
+            lookup = recommendations(user_id) if recommendations else None
+            message, source = compose(row, gemini, from_addr, gemini_timeout_s, lookup)
             try:
                 recipient = single_recipient(message)
             except RecipientError as exc:
@@ -248,9 +232,8 @@ def send_batch(dsn: str, targets: list[dict], *, threads: int = BATCH_THREADS, *
         return list(pool.map(one, targets))
 
 
-def preview_batch(dsn: str, targets: list[dict], *, gemini: GeminiSettings | None, from_addr: str,
-                  out_dir: str | None = None) -> list[dict]:
-    """Render each target's e-mail to `<out_dir>/<user>_<week>.html` and send nothing.
+def preview_batch(dsn: str, targets: list[dict], out_dir: str | None = None) -> list[dict]:
+    """`preview.render_preview` of each target to `<out_dir>/<user>_<week>.html`; sends nothing.
 
     `out_dir` defaults to $WRAPPED_PREVIEW_DIR, else weekly_wrapped_preview in the temp folder.
     """
@@ -258,21 +241,19 @@ def preview_batch(dsn: str, targets: list[dict], *, gemini: GeminiSettings | Non
     import tempfile
     from pathlib import Path
 
+    from weekly_wrapped.recap.preview import NoRecapRow, render_preview
+
     folder = Path(out_dir or os.environ.get("WRAPPED_PREVIEW_DIR") or Path(tempfile.gettempdir()) / "weekly_wrapped_preview")
-    folder.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for target in targets:
-        week = parse_week_start(target["week_start"])
-        with closing(db.connect(dsn, application_name="weekly_wrapped.recap")) as conn:
-            row = store.week_row(conn, target["user_id"], week)
-        if row is None:
+        out = folder / f"{target['user_id']}_{target['week_start']}.html"
+        try:
+            path = render_preview(dsn, target["user_id"], target["week_start"], out)
+        except NoRecapRow:
             outcomes.append({**target, "status": "no_data"})
             continue
-        message, source = compose(row, gemini, from_addr, 30.0)
-        path = folder / f"{target['user_id']}_{week.isoformat()}.html"
-        path.write_text(message.get_body(("html",)).get_content())
-        log.info("preview user=%s week=%s written to %s", target["user_id"], week, path)
-        outcomes.append({**target, "status": "previewed", "recap_source": source, "path": str(path)})
+        log.info("preview user=%s week=%s written to %s", target["user_id"], target["week_start"], path)
+        outcomes.append({**target, "status": "previewed", "path": str(path)})
     return outcomes
 
 
