@@ -136,12 +136,14 @@ def _wait_for_consumer(settings: Settings, timeout: float) -> None:
 
 
 def _html_copy(eml: Path) -> Path | None:
+    from weekly_wrapped.recap.render import html_with_pictures_embedded
+
     message = BytesParser(policy=policy.default).parse(eml.open("rb"))
-    part = message.get_body(preferencelist=("html",))
-    if part is None:
+    content = html_with_pictures_embedded(message)  # the charts travel as cid: parts
+    if content is None:
         return None
     html = eml.with_suffix(".html")
-    html.write_text(part.get_content())
+    html.write_text(content)
     return html
 
 

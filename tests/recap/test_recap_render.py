@@ -382,3 +382,12 @@ def test_charts_are_small_deterministic_pngs():
     # a week without plays by hour or day has no clock and no day chart, rather than empty ones
     quiet = facts_from_row(make_row(listening_clock=None, minutes_by_day=None, top_artists=[]))
     assert charts(quiet) == []
+
+
+def test_the_html_alone_can_carry_its_pictures():
+    from weekly_wrapped.recap.render import html_with_pictures_embedded
+
+    message = build_message(facts_from_row(make_row()), TEMPLATE_INTRO, from_addr=FROM, to_addr="a@example.com")
+    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
+    html = html_with_pictures_embedded(parsed)
+    assert "cid:" not in html and html.count('src="data:image/png;base64,iVBORw0KGgo') == 3

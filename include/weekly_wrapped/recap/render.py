@@ -328,3 +328,19 @@ def build_message(
             filename=f"{chart.name}.png", disposition="inline",
         )
     return msg
+
+
+def html_with_pictures_embedded(message: EmailMessage) -> str | None:
+    """A sent or stored recap's HTML with each cid: picture replaced by its part as a data: URI,
+    so the HTML alone opens in a browser (the demo's copy, support); None without an HTML part."""
+    html_part = message.get_body(preferencelist=("html",))
+    if html_part is None:
+        return None
+    html = html_part.get_content()
+    related = message.get_body(preferencelist=("related",))
+    for part in related.iter_parts() if related is not None else ():
+        cid = re.sub(r"\s", "", part["Content-ID"] or "").strip("<>")
+        if cid and part.get_content_maintype() == "image":
+            data = base64.b64encode(part.get_content()).decode("ascii")
+            html = html.replace(f"cid:{cid}", f"data:{part.get_content_type()};base64,{data}")
+    return html
