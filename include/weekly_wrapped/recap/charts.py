@@ -108,18 +108,19 @@ def listening_clock(facts: WeekFacts) -> Chart | None:
     clock = facts.listening_clock
     if not clock or not any(any(row) for row in clock):
         return None
-    label_width, top, cell_h, gap = 44, 20, 18, 2
+    label_width, top, cell_h, gap = 48, 22, 20, 2
     cell_w = (WIDTH - label_width) / 24
     height = top + 7 * cell_h + 4
     image, draw = _canvas(height)
-    font = _font(11)
+    font = _font(12)
     peak = max(max(row) for row in clock)
     for hour in (0, 6, 12, 18):
         draw.text((_px(label_width + hour * cell_w), _px(2)), hour_axis_label(hour, facts.locale), font=font, fill=TEXT)
     for day, row in enumerate(clock):
         y = top + day * cell_h
-        name = drawable(weekday_name(day, facts.locale, "abbreviated"), 11) or str(day + 1)
-        draw.text((0, _px(y + 2)), _fit(draw, name, 11, _px(label_width - 6)), font=font, fill=TEXT)
+        name = drawable(weekday_name(day, facts.locale, "abbreviated"), 12) or str(day + 1)
+        draw.text((0, _px(y + cell_h / 2 - 1)), _fit(draw, name, 12, _px(label_width - 6)), font=font, fill=TEXT,
+                  anchor="lm")
         for hour, minutes in enumerate(row):
             x = label_width + hour * cell_w
             if minutes > 0:
@@ -163,10 +164,10 @@ def minutes_per_day(facts: WeekFacts) -> Chart | None:
     days = facts.minutes_by_day
     if not days or not any(minutes for _, minutes in days):
         return None
-    height, bottom, top = 150, 22, 22
+    height, bottom, top = 160, 24, 24
     slot = WIDTH / 7
     image, draw = _canvas(height)
-    font = _font(11)
+    font = _font(12)
     peak = max(minutes for _, minutes in days)
     for index, (day, minutes) in enumerate(days):
         x0, x1 = index * slot + 10, (index + 1) * slot - 10
@@ -179,8 +180,8 @@ def minutes_per_day(facts: WeekFacts) -> Chart | None:
         centre = _px((x0 + x1) / 2)
         value = duration(minutes)
         draw.text((centre, _px(y1 - max(bar, 3) - 4)), value, font=font, fill=TEXT, anchor="md")
-        name = drawable(weekday_name(day.weekday(), facts.locale, "abbreviated"), 11) or str(index + 1)
-        draw.text((centre, _px(height - 4)), _fit(draw, name, 11, _px(slot - 4)), font=font, fill=TEXT, anchor="md")
+        name = drawable(weekday_name(day.weekday(), facts.locale, "abbreviated"), 12) or str(index + 1)
+        draw.text((centre, _px(height - 4)), _fit(draw, name, 12, _px(slot - 4)), font=font, fill=TEXT, anchor="md")
     words = ", ".join(f"{weekday_name(day.weekday(), facts.locale)} {duration(m)}" for day, m in days)
     return Chart(
         name="minutes-per-day",
@@ -207,19 +208,19 @@ def top_artists(facts: WeekFacts) -> Chart | None:
         return None
     by_minutes = all(a.minutes is not None for a in artists)
     values = [float(a.minutes) if by_minutes else float(a.plays or 0) for a in artists]
-    row_h, rank_w, name_w, value_w = 30, 20, 170, 80
+    row_h, rank_w, name_w, value_w = 32, 22, 180, 84
     height = row_h * len(artists)
     image, draw = _canvas(height)
-    font = _font(12)
+    font = _font(13)
     peak = max(values) or 1
     for index, (artist, value) in enumerate(zip(artists, values)):
         y = index * row_h
         # The rank is drawn on its own, so a right-to-left name cannot move it.
         rank = f"{index + 1}."
         draw.text((0, _px(y + row_h / 2)), rank, font=font, fill=TEXT, anchor="lm")
-        name = drawable(artist.name, 12) or "…"
+        name = drawable(artist.name, 13) or "…"
         draw.text(
-            (_px(rank_w), _px(y + row_h / 2)), _fit(draw, name, 12, _px(name_w - rank_w - 8)),
+            (_px(rank_w), _px(y + row_h / 2)), _fit(draw, name, 13, _px(name_w - rank_w - 8)),
             font=font, fill=TEXT, anchor="lm",
         )
         bar = max((WIDTH - name_w - value_w) * value / peak, 3)
