@@ -16,7 +16,7 @@ import logging
 
 from pydantic import BaseModel
 
-from weekly_wrapped.recap.prompt import IntroAnswer, RecapPrompt
+from weekly_wrapped.recap.prompt import RecapPrompt
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,3 @@ def generate_json(
         getattr(usage, "total_token_count", None),
     )
     return response.text
-
-
-def generate_recap_text(prompt: RecapPrompt, **options) -> str | None:
-    """The intro answer's JSON text (the name job.py used before `ai.write_intro`)."""
-    return generate_json(prompt, IntroAnswer, **options)

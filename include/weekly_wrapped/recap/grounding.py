@@ -108,17 +108,6 @@ def template_intro(facts: WeekFacts) -> str:
     return fill(" ".join(sentences), slots.texts())
 
 
-# ---- the names job.py used before ai.write_intro (kept until it switches) ----------------------
-
-
 def template_recap(facts: WeekFacts) -> str:
+    """The template intro's text (the name render and SMTP tests use)."""
     return template_intro(facts)
-
-
-def choose_recap(model_text: str | None, facts: WeekFacts) -> tuple[str, str, list[str]]:
-    """(intro text, source "gemini"/"template", problems) for a raw structured-output answer."""
-    slots = build_slots(facts)
-    answer, problems = answer_problems(model_text, slots)
-    if answer is None or problems:
-        return template_intro(facts), "template", problems
-    return fill(answer.intro, slots.texts()), "gemini", []
