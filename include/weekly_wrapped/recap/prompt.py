@@ -80,7 +80,7 @@ ORDINALS = ("most", "second most", "third most", "fourth most", "fifth most")
 
 
 def _ordinal(rank: int, verb: str) -> str:
-    """"most-played", "second most-skipped", ..."""
+    """E.g. "most-played", "second most-skipped"."""
     return f"{ORDINALS[rank - 1]}-{verb}" if rank <= len(ORDINALS) else f"number {rank} {verb}"
 
 
