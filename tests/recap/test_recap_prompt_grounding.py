@@ -215,3 +215,12 @@ def test_template_intro_shows_hostile_names_only_as_names():
     row["top_artists"][0]["name"] = "{track_1}"
     text = template_intro(facts_from_row(row))
     assert f"Your most-played track was {HOSTILE} by Björk." in text and "Your top artist was {track_1}." in text
+
+
+def test_the_first_week_is_the_users_local_week(facts):
+    # Sunday 23:30 UTC is Monday 00:30 in Berlin: history starts inside this local week.
+    late_sunday = datetime(2026, 11, 15, 23, 30, tzinfo=timezone.utc)
+    assert template_intro(replace(facts, history_known_since=late_sunday)).startswith("Welcome to Weekly Wrapped!")
+    assert build_prompt(replace(facts, history_known_since=late_sunday)).facts["context"]["first_week_we_know"]
+    in_new_york = replace(facts, time_zone="America/New_York", history_known_since=late_sunday)
+    assert not template_intro(in_new_york).startswith("Welcome")  # 18:30 on Sunday there: the week before
