@@ -266,6 +266,20 @@ def test_a_missing_picture_part_is_caught():
         as_a_mail_client_shows_it(message.as_bytes())
 
 
+
+def test_the_browser_check_sees_a_broken_picture_and_an_overflow(chromium, cover_server, tmp_path):
+    """The Chromium probe itself can fail: a cover that does not load, a table wider than 600 px."""
+    row = with_covers(make_row(), cover_server)
+    row["top_tracks"][0]["image_url"] = "http://127.0.0.1:9/gone.png"  # nothing listens on port 9
+    message = build_message(facts_from_row(row), TEMPLATE_INTRO, from_addr="a@localhost", to_addr="b@localhost")
+    html = as_a_mail_client_shows_it(message.as_bytes())
+    html = html.replace("</body>", '<table width="700" style="width: 700px;"><tr><td>wide</td></tr></table></body>')
+    page = tmp_path / "broken.html"
+    page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    found = look(chromium, tmp_path, page, LAYOUT_WIDTH, dark=False)
+    assert [image["src"] for image in found["images"] if not image["loaded"]] == ["http://127.0.0.1:9/gone.png"]
+    assert found["widest"] > LAYOUT_WIDTH
+
 def test_preview_writes_any_users_recap_without_sending(db, recap_db, tmp_path):
     """`render_preview` and `wrapped preview`: the stored week as one HTML file (pictures embedded)
     and its text part, in the user's locale; nothing sent, nothing recorded."""
