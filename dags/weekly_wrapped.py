@@ -56,6 +56,12 @@ BATCH_SIZE = 50
                               description="Render the recaps to HTML files; send nothing."),
         "resend_unknown": Param(False, type="boolean",
                                 description="Resend now the stored e-mails whose delivery is unknown."),
+        # Which installation to work on; another warehouse, Gemini or SMTP server (a staging
+        # copy, the throughput benchmark's) is another set of Connections. Read with .get():
+        # runs created before these params existed lack them.
+        "warehouse_conn_id": Param("postgres_default", type="string"),
+        "gemini_conn_id": Param("gemini_default", type="string"),
+        "smtp_conn_id": Param("smtp_default", type="string"),
     },
     doc_md=__doc__,
 )
@@ -75,7 +81,8 @@ def weekly_wrapped():
             marts_built_from = source.start_date if source is not None and source.start_date else latest[0].timestamp
         print(f"marts built by a run started at {marts_built_from}")
         # The run's own time (not "now"), so a rerun picks the same weeks.
-        targets = recap_targets(warehouse_dsn(), dag_run.run_after, params.get("week_start"),
+        dsn = warehouse_dsn(params.get("warehouse_conn_id", "postgres_default"))
+        targets = recap_targets(dsn, dag_run.run_after, params.get("week_start"),
                                 marts_built_from=marts_built_from, preview=bool(params.get("preview_only")))
         for entry in targets["not_ready"]:
             print(f"not ready: user={entry['user_id']} week={entry['week_start']} ({entry['reason']})")
@@ -88,15 +95,24 @@ def weekly_wrapped():
     @task(max_active_tis_per_dagrun=4)
     def send_recaps(batch: list[dict], params=None) -> list[dict]:
         """Gemini intro, render, store, send once, for each user and week of the batch."""
-        from weekly_wrapped.airflow.connections import gemini_api, smtp_from, warehouse_dsn
+        from weekly_wrapped.airflow.connections import gemini_api, smtp_from, spotify_app, variable, warehouse_dsn
 
+        dsn = warehouse_dsn(params.get("warehouse_conn_id", "postgres_default"))
         if params.get("preview_only"):
             from weekly_wrapped.recap.job import preview_batch
 
-            return preview_batch(warehouse_dsn(), batch)
+            return preview_batch(dsn, batch)
         from weekly_wrapped.recap.job import send_batch
 
-        return send_batch(warehouse_dsn(), batch, gemini=gemini_api(), from_addr=smtp_from(),
+        recommendations = None
+        if variable("wrapped_ai_recommendations").lower() == "true":
+            from weekly_wrapped.recap.ai import artist_lookups
+
+            recommendations = artist_lookups(dsn, spotify_app(), float(variable("wrapped_spotify_rps")))
+        smtp = params.get("smtp_conn_id", "smtp_default")
+        return send_batch(dsn, batch, gemini=gemini_api(params.get("gemini_conn_id", "gemini_default")),
+                          from_addr=smtp_from(smtp),
+                          smtp_conn_id=smtp, recommendations=recommendations,
                           resend_unknown=bool(params.get("resend_unknown")))
 
     # Runs when there was nothing to send too (zero batches).

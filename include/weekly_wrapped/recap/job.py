@@ -112,6 +112,8 @@ def recap_targets(
         statuses = {} if preview else store.send_statuses(conn, wanted)
         unsent = [pair for pair in wanted if statuses.get(pair) != "sent"]
         progress = store.ingest_progress(conn, sorted({u for u, _ in unsent}))
+        if not store.mart_exists(conn):
+            marts_built_from = None  # whatever was recorded, there is no mart to read yet
         ready, not_ready = [], []
         for user_id, week in unsent:
             if statuses.get((user_id, week)) is not None:  # rendered earlier: it was ready then

@@ -86,6 +86,13 @@ def active_users(conn) -> list[dict]:
         return _dict_rows(cur)
 
 
+def mart_exists(conn) -> bool:
+    """Whether dbt has built marts.wrapped_weekly at all (a new installation has not yet)."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass('marts.wrapped_weekly') is not null")
+        return cur.fetchone()[0]
+
+
 def weeks_present(conn, wanted: list[tuple[str, date]]) -> list[tuple[str, date]]:
     """The (user, week) pairs of `wanted` that have a row in marts.wrapped_weekly."""
     if not wanted:
