@@ -141,7 +141,7 @@ def spark(settings: Settings) -> Spark:
 
 @pytest.fixture(scope="session")
 def fakes(settings: Settings) -> Settings:
-    """The stack's fake Spotify, fake Gemini and SMTP sink on their usual ports."""
+    """The stack's fake Spotify, fake Gemini, fake MusicBrainz and SMTP sink on their usual ports."""
     from wrapped_dev.stack import fakes as local
 
     started = False

@@ -66,7 +66,8 @@ def status(settings: Settings) -> int:
         ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
         ("kafka", kafka.is_running(settings), settings.kafka_bootstrap),
         ("fakes", fakes.is_running(settings),
-         f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, smtp :{settings.smtp_port}"),
+         f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, "
+         f"musicbrainz :{settings.fake_musicbrainz_port}, smtp :{settings.smtp_port}"),
         ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
         ("spark consumer", supervisor.is_running(settings.consumer), "supervised by the spark_consumers DAG"),
     ]
