@@ -32,8 +32,9 @@ from airflow.sdk import Param, dag, task
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED
 
 DAG_ID = Path(__file__).stem
-# Users per mapped task; each works on BATCH_THREADS of them at a time (recap.job).
-BATCH_SIZE = 50
+# Mapped tasks that send at once; the users are split into this many batches (at least 25
+# users each), and each batch works on BATCH_THREADS of them at a time (recap.job).
+PARALLEL_BATCHES = 4
 
 
 @dag(
@@ -87,12 +88,12 @@ def weekly_wrapped():
         for entry in targets["not_ready"]:
             print(f"not ready: user={entry['user_id']} week={entry['week_start']} ({entry['reason']})")
         ti.xcom_push(key="not_ready", value=targets["not_ready"])
-        return batches(targets["ready"], BATCH_SIZE)
+        return batches(targets["ready"], PARALLEL_BATCHES)
 
-    # One mapped task per batch of users: Airflow's per-task overhead would dominate a
-    # per-user task, and threads overlap the Gemini waits. A user's failure is its outcome
+    # One mapped task per batch of users: Airflow's per-task start-up would dominate a
+    # per-user task (1,000 users: 4 tasks of 250, not 1,000 tasks), and threads overlap the Gemini waits. A user's failure is its outcome
     # (sent again by the next run), not the batch's.
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=PARALLEL_BATCHES)
     def send_recaps(batch: list[dict], params=None) -> list[dict]:
         """Gemini intro, render, store, send once, for each user and week of the batch."""
         from weekly_wrapped.airflow.connections import gemini_api, smtp_from, spotify_app, variable, warehouse_dsn

@@ -11,7 +11,7 @@ import pytest
 from recap_helpers import insert_user, insert_week, make_row
 
 from weekly_wrapped.recap import store
-from weekly_wrapped.recap.job import due_weeks, recap_targets, send_batch, send_weekly_recap
+from weekly_wrapped.recap.job import batches, due_weeks, recap_targets, send_batch, send_weekly_recap
 
 WEEK = date(2026, 11, 16)
 FROM = "Weekly Wrapped <wrapped@localhost>"
@@ -300,9 +300,16 @@ def test_week_row_prefers_the_marts_time_zone(recap_db, db, ada):
 
     # The week was computed in Berlin (the mart's row); the listener has since moved to New York.
     with db.cursor() as cur:
-        cur.execute("update app.users set time_zone = 'America/New_York' where user_id = %s", (ada,))
+        cur.execute("update app.users set time_zone = 'America/New_York', locale = 'de' where user_id = %s", (ada,))
     with psycopg2.connect(recap_db) as conn:
         row = store.week_row(conn, ada, WEEK)
     conn.close()
     assert row["time_zone"] == "Europe/Berlin" and row["email"] == "ada@example.com"
-    assert row["user_status"] == "active" and "locale" in row
+    assert row["user_status"] == "active" and row["locale"] == "de"
+
+
+def test_batches_are_as_many_as_run_at_once():
+    assert [len(b) for b in batches(list(range(1000)), 4)] == [250, 250, 250, 250]
+    assert [len(b) for b in batches(list(range(30)), 4)] == [25, 5]  # small batches cost more than they save
+    assert sum(batches(list(range(1001)), 4), []) == list(range(1001))
+    assert batches([], 4) == []

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 LOOKBACK_WEEKS = 2
 # Users whose recaps one batch works on at once: most of a recap's time is spent waiting
 # for Gemini, so threads overlap the waits.
-BATCH_THREADS = 8
+BATCH_THREADS = 16
 
 
 class GeminiSettings(Protocol):  # weekly_wrapped.airflow.connections.GeminiApi fits
@@ -259,8 +259,13 @@ def preview_batch(dsn: str, targets: list[dict], out_dir: str | None = None) -> 
     return outcomes
 
 
-def batches(targets: list[dict], size: int) -> list[list[dict]]:
-    """`targets` in consecutive lists of at most `size`. Pure."""
+def batches(targets: list[dict], parallel: int, min_size: int = 25) -> list[list[dict]]:
+    """`targets` in consecutive lists, `parallel` of them (fewer when small lists would do). Pure.
+
+    As few as can run at once: each batch is an Airflow task, whose start-up (a process,
+    imports) costs more CPU than a few recaps; within a batch, threads overlap the waits.
+    """
+    size = max(min_size, -(-len(targets) // max(1, parallel)))
     return [targets[i:i + size] for i in range(0, len(targets), size)]
 
 

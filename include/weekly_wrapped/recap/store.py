@@ -35,8 +35,7 @@ UNKNOWN_RESEND_AFTER = timedelta(hours=24)
 MAX_UNKNOWN_OUTCOMES = 2
 
 WEEK_ROW_SQL = """
-select w.*, u.email, u.display_name, u.time_zone as user_time_zone, u.status as user_status,
-       to_jsonb(u) ->> 'locale' as locale  -- read this way so installs without the column still work
+select w.*, u.email, u.display_name, u.time_zone as user_time_zone, u.status as user_status, u.locale
 from marts.wrapped_weekly w
 join app.users u on u.user_id = w.user_id
 where w.user_id = %s and w.week_start = %s
