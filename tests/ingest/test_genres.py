@@ -187,6 +187,20 @@ def test_each_artist_is_looked_up_once_and_a_miss_is_kept_too(fake, warehouse_ds
     assert server.state.stats()["queries"] == ['artist:"Queen"', 'artist:"Nils Frahm"', 'artist:"Nobody Knows Us"']
 
 
+def test_most_played_first_and_a_name_only_artist_skipped_when_a_real_one_has_its_name(warehouse_dsn):
+    seed_artists(warehouse_dsn)
+    for artist_id, name in (("name:artist:q", "QUEEN"), ("name:artist:z", "Only From An Export")):
+        sql(warehouse_dsn, "insert into raw.artists (artist_id, name, fetched_at) values (%s, %s, now())",
+            (artist_id, name))
+    ids = [artist_id for artist_id, _ in genres.artists_to_look_up(warehouse_dsn, 100)]
+    assert ids[:2] == ["a_queen", "a_nils"]  # 6 and 3 plays lately
+    assert sorted(ids) == ["a_nils", "a_queen", "a_unknown", "name:artist:z"]
+    assert genres.not_looked_up_among_most_played(warehouse_dsn, 2) == 2
+    genres.save_lookup(warehouse_dsn, "a_queen", "Queen", genres.Lookup("found", ("rock",), "mb-queen"))
+    assert genres.not_looked_up_among_most_played(warehouse_dsn, 2) == 1
+    assert genres.genre_counts(warehouse_dsn)["waiting"] == 3
+
+
 def test_a_lasting_503_stops_the_run_and_stores_nothing_for_the_artist(warehouse_dsn):
     server = fake_mb.make_server(artists=ARTISTS, min_interval_s=3600)  # only the first request gets through
     threading.Thread(target=server.serve_forever, daemon=True).start()

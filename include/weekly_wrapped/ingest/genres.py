@@ -4,7 +4,8 @@ Opt-in per installation (Variable `wrapped_musicbrainz_genres`, default false), 
 artist names (and nothing else) to MusicBrainz. `spotify_ingest` runs `fill_genres` every hour:
 artists in `raw.artists` that Spotify gave no genres and that `app.artist_genres` does not hold
 yet are looked up, the most played of the last weeks first, at most `per_run` a run. The answer is
-kept once per artist, a miss too (status 'not_found'), so no artist is ever asked for twice.
+kept once per artist, a miss too (status 'not_found'), so no artist is ever asked for twice. A
+name-only artist from an export (`name:artist:…`) is skipped once a real artist has its name.
 
 One artist = one request, the search `GET {base}/artist?query=artist:"<name>"&limit=5&fmt=json`,
 whose candidates carry their tags and the votes for each. The candidate whose name (or an alias)
@@ -30,7 +31,7 @@ from typing import Callable
 
 import requests
 
-from weekly_wrapped import db
+from weekly_wrapped import contracts, db
 from weekly_wrapped.spotify.client import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ DEFAULT_RETRY_S = 3.0
 TIMEOUT_S = 20
 # Artists whose plays of the last RECENT_DAYS decide who is looked up first.
 RECENT_DAYS = 35
+NAME_KEY_LIKE = contracts.NAME_KEY_PREFIX + "%"
 
 
 # --- pure parts ---------------------------------------------------------------------------------
@@ -193,6 +195,8 @@ def _retry_after(value: str | None) -> float:
 # --- the warehouse side ---------------------------------------------------------------------------
 
 # Artists Spotify gave no genres, with their plays of the last RECENT_DAYS (the look-up order).
+# A name-only artist (`name:artist:…`, from an export) whose name a real artist has is that
+# artist, who is looked up under their own id: asking for the name twice would be a wasted request.
 _CANDIDATES = (
     "with recent as ("
     "  select credited.artist_id, count(*) as plays from raw.plays p "
@@ -202,15 +206,21 @@ _CANDIDATES = (
     "select a.artist_id, a.name, coalesce(r.plays, 0) as plays, "
     "  exists (select 1 from app.artist_genres g where g.artist_id = a.artist_id) as looked_up "
     "from raw.artists a left join recent r on r.artist_id = a.artist_id "
-    "where coalesce(cardinality(a.genres), 0) = 0"
+    "where coalesce(cardinality(a.genres), 0) = 0 "
+    "and not (a.artist_id like %(name_key)s and exists (select 1 from raw.artists named "
+    "  where named.artist_id not like %(name_key)s and lower(named.name) = lower(a.name)))"
 )
+
+
+def _params(limit: int | None) -> dict:
+    return {"recent_days": RECENT_DAYS, "name_key": NAME_KEY_LIKE, "limit": limit}
 
 
 def artists_to_look_up(dsn: str, limit: int) -> list[tuple[str, str]]:
     """(artist_id, name) of artists without genres from Spotify nor a stored look-up, most played lately first."""
     with db.transaction(dsn) as cur:
         cur.execute(f"select artist_id, name from ({_CANDIDATES}) c where not looked_up "
-                    "order by plays desc, artist_id limit %(limit)s", {"recent_days": RECENT_DAYS, "limit": limit})
+                    "order by plays desc, artist_id limit %(limit)s", _params(limit))
         rows = [(r[0], r[1]) for r in cur.fetchall()]
     return rows
 
@@ -219,7 +229,7 @@ def not_looked_up_among_most_played(dsn: str, top: int) -> int:
     """Of the `top` most played artists lately (without Spotify genres), how many have no stored look-up."""
     with db.transaction(dsn) as cur:
         cur.execute(f"select count(*) filter (where not looked_up) from (select * from ({_CANDIDATES}) c "
-                    "order by plays desc, artist_id limit %(limit)s) top", {"recent_days": RECENT_DAYS, "limit": top})
+                    "order by plays desc, artist_id limit %(limit)s) top", _params(top))
         missing = cur.fetchone()[0]
     return missing
 
@@ -242,8 +252,7 @@ def genre_counts(dsn: str) -> dict[str, int]:
             "count(*) filter (where status = 'found' and cardinality(genres) = 0), "
             "count(*) filter (where status = 'not_found') from app.artist_genres")
         with_genres, without_genres, not_found = cur.fetchone()
-        cur.execute("select count(*) from raw.artists a where coalesce(cardinality(a.genres), 0) = 0 "
-                    "and not exists (select 1 from app.artist_genres g where g.artist_id = a.artist_id)")
+        cur.execute(f"select count(*) from ({_CANDIDATES}) c where not looked_up", _params(None))
         waiting = cur.fetchone()[0]
     return {"with_genres": with_genres, "no_genre_tags": without_genres, "not_found": not_found,
             "waiting": waiting}
