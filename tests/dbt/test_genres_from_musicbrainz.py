@@ -68,7 +68,8 @@ def built(postgres, tmp_path_factory):
 def test_dim_artist_takes_musicbrainz_genres_only_where_spotify_gives_none(built):
     statuses, artists, _ = built
     assert set(statuses) == {"success"}, statuses
-    assert (artists["a_nils"]["genres"], artists["a_nils"]["genre_source"]) == (["ambient", "electronic"], "musicbrainz")
+    nils = artists["a_nils"]
+    assert (nils["genres"], nils["genre_source"]) == (["ambient", "electronic"], "musicbrainz")
     assert (artists["a_queen"]["genres"], artists["a_queen"]["genre_source"]) == (["rock"], "spotify")
     assert (artists["a_kid"]["genres"], artists["a_kid"]["genre_source"]) == ([], None)
 

@@ -152,7 +152,8 @@ def seed_artists(dsn: str) -> None:
     sql(dsn, "insert into raw.tracks (track_id, name, artist_ids, fetched_at) values "
              "('t_bohemian', 'Bohemian Rhapsody', '{a_queen}', now()), ('t_says', 'Says', '{a_nils}', now())")
     sql(dsn, "insert into raw.plays (user_id, played_at, track_id, source, ingested_at) "
-             "select 'u1', now() - make_interval(hours => h), case when mod(h, 3) = 0 then 't_says' else 't_bohemian' end, "
+             "select 'u1', now() - make_interval(hours => h), "
+             "case when mod(h, 3) = 0 then 't_says' else 't_bohemian' end, "
              "'api', now() from generate_series(1, 9) as h")
 
 

@@ -208,7 +208,8 @@ def make_server(host: str = "127.0.0.1", port: int = 0, artists: list[dict] | No
     """A ready, not yet serving, fake; port 0 picks a free port. `artists`: [{"name", "tags"}], else the demo's."""
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    server.state = FakeState(demo_artists(seed) if artists is None else artists, min_interval_s)  # type: ignore[attr-defined]
+    entries = demo_artists(seed) if artists is None else artists
+    server.state = FakeState(entries, min_interval_s)  # type: ignore[attr-defined]
     return server
 
 
