@@ -21,7 +21,7 @@ overrides it for one run), each name pair once; see `weekly_wrapped.ingest.track
 Alongside, `fill_genres` gives artists that Spotify gave no genres their genres from MusicBrainz's
 tags, when the installation enables it (Variable `wrapped_musicbrainz_genres`, default false: it
 sends artist names to MusicBrainz), at most `wrapped_musicbrainz_genres_per_run` artists (default
-300; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second, each
+120; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second, each
 artist once; see `weekly_wrapped.ingest.genres`. Skipped when not enabled.
 
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
@@ -63,7 +63,7 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
         # None: the Variable wrapped_track_resolution_per_run (default 200) decides at run time.
         "track_resolution_per_run": Param(None, type=["null", "integer"], minimum=0,
                                           description="name pairs the track resolution may search this run"),
-        # None: the Variable wrapped_musicbrainz_genres_per_run (default 300) decides at run time.
+        # None: the Variable wrapped_musicbrainz_genres_per_run (default 120) decides at run time.
         "musicbrainz_genres_per_run": Param(None, type=["null", "integer"], minimum=0,
                                             description="artists whose genres may be looked up this run"),
     },

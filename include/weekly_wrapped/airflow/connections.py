@@ -39,7 +39,7 @@ VARIABLE_DEFAULTS = {
     "wrapped_ai_recommendations": "false",
     # Artist genres from MusicBrainz: off unless the operator agrees to send artist names there.
     "wrapped_musicbrainz_genres": "false",
-    "wrapped_musicbrainz_genres_per_run": "300",  # artists looked up per `spotify_ingest` run (1 a second)
+    "wrapped_musicbrainz_genres_per_run": "120",  # artists looked up per `spotify_ingest` run (1 a second: 2 min)
     # dbt's logs; the cosmos tasks read it through a template with this default (marts.cosmos_config).
     "wrapped_dbt_artifacts_dir": str(Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"),
 }
