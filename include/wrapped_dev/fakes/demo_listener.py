@@ -84,6 +84,7 @@ class Catalogue:
     tracks: dict[str, Track]
     artist_order: tuple[str, ...]  # artist ids in a fixed order (index = "artist number")
     tracks_by_artist: dict[str, tuple[str, ...]]  # primary-artist -> track ids
+    newcomers: tuple[str, ...] = ()  # artist ids every listener discovers last, in this order
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,18 @@ def _artist_name(rng: random.Random) -> str:
     return first
 
 
+# Artists nobody knows at first, heard for the first time two a week once a listener knows
+# all of the 150 core artists (in 2027): enough for discoveries to go on until the 2040s.
+NEWCOMER_ARTISTS = 1000
+
+
 @lru_cache(maxsize=8)
-def build_catalogue(seed: int = 7, n_artists: int = 150) -> Catalogue:
-    """The shared music catalogue: artists with albums and singles; ~20% of tracks have featured artists."""
+def build_catalogue(seed: int = 7, n_artists: int = 150, n_newcomers: int = NEWCOMER_ARTISTS) -> Catalogue:
+    """The shared music catalogue: artists with albums and singles; ~20% of tracks have featured artists.
+
+    The newcomers come from a random stream of their own, so adding them changes nothing
+    about the core artists, their releases or anybody's plays before the newcomers' turn.
+    """
     rng = random.Random(f"catalogue/{seed}")
     artists: dict[str, Artist] = {}
     order = []
@@ -130,42 +140,55 @@ def build_catalogue(seed: int = 7, n_artists: int = 150) -> Catalogue:
     tracks: dict[str, Track] = {}
     by_artist: dict[str, list[str]] = {aid: [] for aid in order}
     for i, aid in enumerate(order):
-        releases = [("album", rng.randint(7, 13)) for _ in range(rng.randint(1, 3))]
-        releases += [("single", rng.randint(1, 2)) for _ in range(rng.randint(1, 4))]
-        for r, (album_type, n_tracks) in enumerate(releases):
-            alb_id = spotify_id(seed, "album", i, r)
-            year = rng.randint(1995, 2026)
-            precision = rng.choices(("day", "month", "year"), weights=(85, 5, 10))[0]
-            release = {"day": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-                       "month": f"{year}-{rng.randint(1, 12):02d}",
-                       "year": f"{year}"}[precision]
-            album_artists = (aid,)
-            # Collaborations: some whole releases are by two artists.
-            if rng.random() < 0.08:
-                album_artists = (aid, rng.choice(order))
-            title = _name(rng, rng.randint(1, 3))
-            track_ids = []
-            for t in range(n_tracks):
-                tid = spotify_id(seed, "track", i, r, t)
-                track_artists = list(album_artists)
-                if rng.random() < 0.2:  # "feat." artists
-                    for other in rng.sample(order, rng.randint(1, 2)):
-                        if other not in track_artists:
-                            track_artists.append(other)
-                name = title if album_type == "single" and t == 0 else _name(rng, rng.randint(1, 3))
-                # Durations around 3:25, kept plausible: 1:30 to 7:00.
-                duration = min(max(int(rng.gauss(205_000, 45_000)), 90_000), 420_000)
-                tracks[tid] = Track(
-                    id=tid, name=name, duration_ms=duration, explicit=rng.random() < 0.25,
-                    album_id=alb_id, artist_ids=tuple(dict.fromkeys(track_artists)),
-                    track_number=t + 1, disc_number=1,
-                )
-                track_ids.append(tid)
-                by_artist[aid].append(tid)
-            albums[alb_id] = Album(alb_id, title, album_type, release, precision,
-                                   album_artists, _image("album", alb_id), tuple(track_ids))
+        _add_releases(rng, seed, i, aid, order, albums, tracks, by_artist)
+    newcomer_rng = random.Random(f"catalogue-newcomers/{seed}")
+    newcomers = []
+    for i in range(n_artists, n_artists + n_newcomers):
+        aid = spotify_id(seed, "artist", i)
+        artists[aid] = Artist(aid, _artist_name(newcomer_rng), _image("artist", aid))
+        by_artist[aid] = []
+        _add_releases(newcomer_rng, seed, i, aid, order, albums, tracks, by_artist)
+        newcomers.append(aid)
     return Catalogue(artists, albums, tracks, tuple(order),
-                     {a: tuple(ts) for a, ts in by_artist.items()})
+                     {a: tuple(ts) for a, ts in by_artist.items()}, tuple(newcomers))
+
+
+def _add_releases(rng, seed, i, aid, order, albums, tracks, by_artist) -> None:
+    """Artist `aid`'s albums and singles; collaborators and featured artists come from `order`."""
+    releases = [("album", rng.randint(7, 13)) for _ in range(rng.randint(1, 3))]
+    releases += [("single", rng.randint(1, 2)) for _ in range(rng.randint(1, 4))]
+    for r, (album_type, n_tracks) in enumerate(releases):
+        alb_id = spotify_id(seed, "album", i, r)
+        year = rng.randint(1995, 2026)
+        precision = rng.choices(("day", "month", "year"), weights=(85, 5, 10))[0]
+        release = {"day": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                   "month": f"{year}-{rng.randint(1, 12):02d}",
+                   "year": f"{year}"}[precision]
+        album_artists = (aid,)
+        # Collaborations: some whole releases are by two artists.
+        if rng.random() < 0.08:
+            album_artists = (aid, rng.choice(order))
+        title = _name(rng, rng.randint(1, 3))
+        track_ids = []
+        for t in range(n_tracks):
+            tid = spotify_id(seed, "track", i, r, t)
+            track_artists = list(album_artists)
+            if rng.random() < 0.2:  # "feat." artists
+                for other in rng.sample(order, rng.randint(1, 2)):
+                    if other not in track_artists:
+                        track_artists.append(other)
+            name = title if album_type == "single" and t == 0 else _name(rng, rng.randint(1, 3))
+            # Durations around 3:25, kept plausible: 1:30 to 7:00.
+            duration = min(max(int(rng.gauss(205_000, 45_000)), 90_000), 420_000)
+            tracks[tid] = Track(
+                id=tid, name=name, duration_ms=duration, explicit=rng.random() < 0.25,
+                album_id=alb_id, artist_ids=tuple(dict.fromkeys(track_artists)),
+                track_number=t + 1, disc_number=1,
+            )
+            track_ids.append(tid)
+            by_artist[aid].append(tid)
+        albums[alb_id] = Album(alb_id, title, album_type, release, precision,
+                               album_artists, _image("album", alb_id), tuple(track_ids))
 
 
 _NAMED_USERS = (
@@ -204,7 +227,7 @@ def _taste(seed: int, user_id: str, cat: Catalogue) -> tuple[str, ...]:
     """The user's artists in order of preference (rank 0 = favourite)."""
     order = list(cat.artist_order)
     random.Random(f"taste/{seed}/{user_id}").shuffle(order)
-    return tuple(order)
+    return tuple(order) + cat.newcomers
 
 
 def _known_artists(week: int, total: int) -> int:
