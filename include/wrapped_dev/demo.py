@@ -150,7 +150,7 @@ def _html_copy(eml: Path) -> Path | None:
 def _delivered(settings: Settings, week_start: dt.date) -> list[tuple[str, Path | None]]:
     """(recipient, .eml path) for every recap sent for the week."""
     sent = _query(settings, "select recipient, message_id from app.sent_emails where week_start = %s "
-                            "order by recipient", (week_start,))
+                            "and status = 'sent' order by recipient", (week_start,))
     files = sorted(settings.mail_dir.glob("*.eml"))
     found = []
     for recipient, message_id in sent:

@@ -95,7 +95,7 @@ def test_facts_read_only_the_marts_contract_columns():
     contract = mart_contract_columns()
     row = Recording(make_row())
     facts_from_row(row)
-    assert row.read - {"display_name", "email"} <= set(contract)
+    assert row.read - {"display_name", "email", "locale"} <= set(contract)
     assert row.read >= {"minutes_listened", "busiest_weekday_name", "longest_streak_days", "minutes_listened_change",
                         "skip_events", "skip_rate", "top_skipped_tracks"}
     assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at"}
