@@ -28,7 +28,7 @@ Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in th
 Connections: `spotify_default`, `kafka_default`, `postgres_default`, `musicbrainz_default`.
 Variables: `wrapped_ingest_batch_size` (users per mapped task, default 10), `wrapped_ingest_threads`
 (users at once in a batch, default 4), `wrapped_spotify_rps` (the app's request budget per second,
-default 10, split evenly between the batches that run at once), `wrapped_fernet_secret`.
+default 10, split evenly between the batches that run at once), `wrapped_token_secret`.
 Parse-time environment (they shape the DAG): `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`),
 `WRAPPED_INGEST_PARALLEL_BATCHES` (mapped batches at once, default 4).
 """

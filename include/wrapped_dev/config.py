@@ -81,7 +81,11 @@ class Settings:
     smtp_from: str
     spark_master: str
     spark_driver_memory: str
-    fernet_key: str
+    token_secret: str
+    link_secret: str
+    demo_mode: bool
+    public_url: str
+    admin_email: str
     invite_code: str
 
     @property
@@ -121,7 +125,15 @@ class Settings:
         """The onboarding page's configuration, as it builds it from Connections and Variables."""
         from weekly_wrapped.users.onboarding import OnboardingConfig
 
-        return OnboardingConfig(self.warehouse_dsn, self.spotify_app, self.fernet_key, self.invite_code)
+        return OnboardingConfig(dsn=self.warehouse_dsn, spotify_app=self.spotify_app,
+                                token_secret=self.token_secret, link_secret=self.link_secret,
+                                demo_mode=self.demo_mode, public_url=self.public_url,
+                                invite_code=self.invite_code)
+
+
+# The local stack's published secrets: fine for the demo, refused outside demo mode.
+DEMO_TOKEN_SECRET = "ZGVtby1rZXktZG8tbm90LXVzZS1pbi1wcm9kdWN0aW8="
+DEMO_LINK_SECRET = "demo-link-secret-do-not-use-in-production"
 
 
 def load_settings() -> Settings:
@@ -175,7 +187,12 @@ def load_settings() -> Settings:
         smtp_from=_env("WRAPPED_SMTP_FROM", "Weekly Wrapped <wrapped@localhost>"),
         spark_master=_env("WRAPPED_SPARK_MASTER", "local[2]"),
         spark_driver_memory=_env("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),
-        # A fixed demo key keeps the local stack reproducible; production sets its own.
-        fernet_key=_env("WRAPPED_FERNET_KEY", "ZGVtby1rZXktZG8tbm90LXVzZS1pbi1wcm9kdWN0aW8="),
+        # Fixed demo secrets keep the local stack reproducible; outside demo mode the product
+        # refuses to start with them (`wrapped_demo_mode`).
+        token_secret=_env("WRAPPED_TOKEN_SECRET", DEMO_TOKEN_SECRET),
+        link_secret=_env("WRAPPED_LINK_SECRET", DEMO_LINK_SECRET),
+        demo_mode=_env("WRAPPED_DEMO_MODE", "true") == "true",
+        public_url=_env("WRAPPED_PUBLIC_URL", f"http://127.0.0.1:{airflow_port}"),
+        admin_email=_env("WRAPPED_ADMIN_EMAIL", "operator@localhost"),
         invite_code=_env("WRAPPED_INVITE_CODE", ""),
     )

@@ -49,6 +49,6 @@ def onboard_demo_users(settings, dsn: str | None = None, app: spotify.SpotifyApp
         if user_ids is not None and u["user_id"] not in user_ids:
             continue
         code = authorize_on_fake(app, u["user_id"])
-        onboarded.append(accounts.onboard_with_code(dsn, settings.fernet_key, app, code=code,
+        onboarded.append(accounts.onboard_with_code(dsn, settings.token_secret, app, code=code,
                                            email=u["email"], time_zone=u["time_zone"]))
     return onboarded

@@ -118,7 +118,7 @@ def make_ingest_env(postgres, kafka, settings):
         env.user_ids = demo_users.onboard_demo_users(settings, dsn=dsn, app=app)
         env.cfg = ingest.IngestConfig(
             dsn=dsn, kafka_config={"bootstrap.servers": kafka_bootstrap}, app=app,
-            fernet_key=settings.fernet_key, topics=topics,
+            token_secret=settings.token_secret, topics=topics,
             policy=CallPolicy(backoff_s=0.05),
             **{"max_workers": 3, "requests_per_second": 50, "flush_timeout_s": 30, **overrides})
         return env

@@ -45,7 +45,7 @@ def test_connect_spotify_with_email_and_time_zone(postgres, settings):
 
         user = users.get_user(settings.warehouse_dsn, user_id)
         assert (user.email, user.time_zone, user.status) == ("ana@example.org", "Europe/Berlin", "active")
-        assert users.refresh_token_of(settings.warehouse_dsn, settings.fernet_key, user_id).startswith("fake-rt-")
+        assert users.refresh_token_of(settings.warehouse_dsn, settings.token_secret, user_id).startswith("fake-rt-")
         # a tampered state is refused
         assert page.get("/callback", params={"code": "x", "state": "forged"}).status_code == 400
         assert page.get("/callback", params={"error": "access_denied"}).status_code == 400

@@ -239,7 +239,7 @@ def check_one_configuration(model: dict) -> dict:
     spotify = onboarding.spotify_app
     for name, reads in seen.items():
         assert reads["spotify"] == spotify, f"{name}: spotify_default differs from the onboarding page's"
-        assert reads["onboarding"].fernet_key == onboarding.fernet_key, f"{name}: wrapped_fernet_secret"
+        assert reads["onboarding"].token_secret == onboarding.token_secret, f"{name}: wrapped_token_secret"
         assert reads["variables"] == seen[ONBOARDING]["variables"], f"{name}: Variables"
         assert reads["gemini"] == seen[ONBOARDING]["gemini"], f"{name}: gemini_default"
         assert reads["kafka"] == seen[ONBOARDING]["kafka"], f"{name}: kafka_default"
@@ -446,12 +446,12 @@ def test_variables_default_like_the_product(seen):
 
     variables = seen[ONBOARDING]["variables"]
     # Set on purpose: the invite code (below) and where dbt's logs go (the state volume, not /tmp).
-    deliberate = {"wrapped_invite_code", "wrapped_dbt_artifacts_dir"}
+    deliberate = {"wrapped_invite_code", "wrapped_dbt_artifacts_dir", "wrapped_admin_email"}
     for name, default in VARIABLE_DEFAULTS.items():
         if default is not None and name not in deliberate:
             assert variables[name] == default, name
     assert variables["wrapped_dbt_artifacts_dir"].startswith("/opt/wrapped/state/")
-    assert variables["wrapped_fernet_secret"] == example_env()["WRAPPED_FERNET_KEY"]
+    assert variables["wrapped_token_secret"] == example_env()["WRAPPED_TOKEN_SECRET"]
     assert variables["wrapped_invite_code"], "in Docker the onboarding page needs an invite code"
 
 
@@ -538,7 +538,7 @@ def test_env_example_sets_every_required_variable_to_a_placeholder():
     for name in required:
         if SECRET_WORDS.search(name):
             value = env[name]
-            if "FERNET" in name:  # a valid key (the stack starts), but a published one
+            if "FERNET" in name or name == "WRAPPED_TOKEN_SECRET":  # a valid key (the stack starts), but a published one
                 value = base64.urlsafe_b64decode(value).decode()
             assert re.search(r"change-me|your-|placeholder", value), name
 

@@ -27,7 +27,13 @@ MUSICBRAINZ_CONN_ID = "musicbrainz_default"
 
 # Variables: name -> default. Airflow masks values of names holding "secret" in its logs and UI.
 VARIABLE_DEFAULTS = {
-    "wrapped_fernet_secret": None,  # encrypts stored Spotify refresh tokens: required
+    # Fernet keys that encrypt stored Spotify refresh tokens, comma-separated, newest first
+    # (MultiFernet: the first encrypts, all decrypt, so a new key can be rolled in): required.
+    "wrapped_token_secret": None,
+    "wrapped_link_secret": None,  # signs links in e-mails, the OAuth state and page cookies: required
+    "wrapped_demo_mode": "false",  # "true" only for the demo: no invite needed, demo secrets accepted
+    "wrapped_public_url": None,  # where people reach the api-server, e.g. https://wrapped.example.org
+    "wrapped_admin_email": "",  # the operator's address for alerts ("": no alerts)
     "wrapped_invite_code": "",  # the code people type on the onboarding page ("": loopback only)
     "wrapped_ingest_batch_size": "10",  # users per mapped `ingest_batch` task
     "wrapped_ingest_threads": "4",  # users polled at once inside a batch
@@ -141,7 +147,7 @@ def ingest_config(requests_per_second: float):
         dsn=warehouse_dsn(),
         kafka_config=kafka_config(),
         app=spotify_app(),
-        fernet_key=variable("wrapped_fernet_secret"),
+        token_secret=variable("wrapped_token_secret"),
         max_workers=int(variable("wrapped_ingest_threads")),
         requests_per_second=requests_per_second,
     )

@@ -90,7 +90,7 @@ def borrow_session(cfg: IngestConfig, pending_user_ids: list[str], user_ids: lis
     user_id = token_user(pending_user_ids, active)
     if user_id is None:
         return None
-    refresh_token = users.refresh_token_of(cfg.dsn, cfg.fernet_key, user_id)
+    refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
     session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
     return Borrowed(user_id, refresh_token, session)
 
@@ -113,7 +113,7 @@ def produce_found(cfg: IngestConfig, borrowed: Borrowed, out: payloads.PollMessa
 
     new_refresh = spotify.current_refresh_token(borrowed.session.oauth)
     if new_refresh and new_refresh != borrowed.refresh_token:  # Spotify may rotate it: keep the live one
-        users.save_refresh_token(cfg.dsn, cfg.fernet_key, borrowed.user_id, new_refresh)
+        users.save_refresh_token(cfg.dsn, cfg.token_secret, borrowed.user_id, new_refresh)
     producer = StreamProducer(cfg.kafka_config, cfg.topics)
     for topic in poll.PRODUCE_ORDER:
         producer.send_all(((topic, m) for m in out.entities(topic).values()), validated=True)

@@ -44,7 +44,7 @@ class IngestConfig:
     dsn: str = field(repr=False)  # holds the warehouse password
     kafka_config: Mapping[str, Any] = field(repr=False)  # may hold SASL credentials
     app: SpotifyApp
-    fernet_key: str = field(repr=False)
+    token_secret: str = field(repr=False)
     topics: Mapping[str, str] = field(default_factory=dict)  # contract topic -> real topic (tests)
     source: str = "api"
     max_workers: int = 4
@@ -104,7 +104,7 @@ def ingest_user(cfg: IngestConfig, user_id: str, *, limiter: RateLimiter, cache:
             o = UserOutcome(user_id, "rate_limited", reason="still rate limited from an earlier run", retry_at=retry_at)
             store.record_outcome(cfg.dsn, run_id, o)
             return o
-        refresh_token = users.refresh_token_of(cfg.dsn, cfg.fernet_key, user_id)
+        refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
         if not refresh_token:
             o = UserOutcome(user_id, "needs_reauth", reason="no refresh token stored")
             users.mark_needs_reauth(cfg.dsn, user_id, o.reason)
@@ -127,7 +127,7 @@ def ingest_user(cfg: IngestConfig, user_id: str, *, limiter: RateLimiter, cache:
 
         new_refresh = spotify.current_refresh_token(session.oauth)
         if new_refresh and new_refresh != refresh_token:
-            users.save_refresh_token(cfg.dsn, cfg.fernet_key, user_id, new_refresh)
+            users.save_refresh_token(cfg.dsn, cfg.token_secret, user_id, new_refresh)
         new_cursor = payloads.newest_played_at(msgs.plays)
         o = UserOutcome(user_id, "ok", plays=len(msgs.plays), gap=gap, cursor=new_cursor or cursor,
                         reason="possible gap: a full window of new plays" if gap else None)

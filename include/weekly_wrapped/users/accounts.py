@@ -2,7 +2,7 @@
 
 A user row holds what Spotify cannot tell us in 2026 (the recap e-mail address and
 the IANA time zone, asked for at onboarding), the refresh token encrypted with
-Fernet (`Settings.fernet_key` / `WRAPPED_FERNET_KEY`) and when consent was given.
+Fernet (`Settings.token_secret` / `WRAPPED_TOKEN_SECRET`) and when consent was given.
 Ingestion polls only `active` users; `invalid_grant` flips a user to `needs_reauth`
 until they connect again.
 """
@@ -36,12 +36,12 @@ class User:
     status: str
 
 
-def encrypt_token(fernet_key: str, token: str) -> str:
-    return Fernet(fernet_key.encode()).encrypt(token.encode()).decode()
+def encrypt_token(token_secret: str, token: str) -> str:
+    return Fernet(token_secret.encode()).encrypt(token.encode()).decode()
 
 
-def decrypt_token(fernet_key: str, encrypted: str) -> str:
-    return Fernet(fernet_key.encode()).decrypt(encrypted.encode()).decode()
+def decrypt_token(token_secret: str, encrypted: str) -> str:
+    return Fernet(token_secret.encode()).decrypt(encrypted.encode()).decode()
 
 
 def check_profile(email: str, time_zone: str) -> None:
@@ -54,7 +54,7 @@ def check_profile(email: str, time_zone: str) -> None:
         raise OnboardingError(f"not an IANA time zone: {time_zone!r}") from exc
 
 
-def save_user(dsn: str, fernet_key: str, *, user_id: str, display_name: str | None, email: str,
+def save_user(dsn: str, token_secret: str, *, user_id: str, display_name: str | None, email: str,
               time_zone: str, refresh_token: str, consent_at: datetime | None = None) -> None:
     """Insert or update a user as active with a freshly consented, encrypted refresh token."""
     check_profile(email, time_zone)
@@ -72,7 +72,7 @@ def save_user(dsn: str, fernet_key: str, *, user_id: str, display_name: str | No
                 consent_at = excluded.consent_at, status = 'active', status_reason = null,
                 updated_at = now()
             """,
-            (user_id, display_name, email, time_zone, encrypt_token(fernet_key, refresh_token), consent_at),
+            (user_id, display_name, email, time_zone, encrypt_token(token_secret, refresh_token), consent_at),
         )
 
 
@@ -90,21 +90,21 @@ def exchange_code(app: spotify.SpotifyApp, code: str) -> tuple[dict, str]:
     return profile, refresh_token
 
 
-def onboard_with_code(dsn: str, fernet_key: str, app: spotify.SpotifyApp, *, code: str, email: str,
+def onboard_with_code(dsn: str, token_secret: str, app: spotify.SpotifyApp, *, code: str, email: str,
                       time_zone: str) -> str:
     """The onboarding page's back end: code from Spotify's redirect + e-mail + time zone -> user id."""
     check_profile(email, time_zone)  # before spending the one-time code
     profile, refresh_token = exchange_code(app, code)
-    save_user(dsn, fernet_key, user_id=profile["id"], display_name=profile.get("display_name"),
+    save_user(dsn, token_secret, user_id=profile["id"], display_name=profile.get("display_name"),
               email=email, time_zone=time_zone, refresh_token=refresh_token)
     return profile["id"]
 
 
-def save_refresh_token(dsn: str, fernet_key: str, user_id: str, refresh_token: str) -> None:
+def save_refresh_token(dsn: str, token_secret: str, user_id: str, refresh_token: str) -> None:
     """Store a rotated refresh token (Spotify sometimes returns a new one on refresh)."""
     with db.transaction(dsn) as cur:
         cur.execute("update app.users set refresh_token_encrypted = %s, updated_at = now() where user_id = %s",
-                    (encrypt_token(fernet_key, refresh_token), user_id))
+                    (encrypt_token(token_secret, refresh_token), user_id))
 
 
 def mark_needs_reauth(dsn: str, user_id: str, reason: str) -> None:
@@ -113,11 +113,11 @@ def mark_needs_reauth(dsn: str, user_id: str, reason: str) -> None:
                     "where user_id = %s", (reason[:500], user_id))
 
 
-def refresh_token_of(dsn: str, fernet_key: str, user_id: str) -> str | None:
+def refresh_token_of(dsn: str, token_secret: str, user_id: str) -> str | None:
     with db.transaction(dsn) as cur:
         cur.execute("select refresh_token_encrypted from app.users where user_id = %s", (user_id,))
         row = cur.fetchone()
-    return decrypt_token(fernet_key, row[0]) if row and row[0] else None
+    return decrypt_token(token_secret, row[0]) if row and row[0] else None
 
 
 def list_active_users(dsn: str) -> list[str]:

@@ -45,15 +45,22 @@ STATE_TTL_S = 15 * 60
 class OnboardingConfig:
     dsn: str = field(repr=False)
     spotify_app: spotify.SpotifyApp
-    fernet_key: str = field(repr=False)  # encrypts the OAuth state and the stored refresh tokens
+    token_secret: str = field(repr=False)  # Fernet keys for the stored refresh tokens
+    link_secret: str = field(repr=False)  # signs the OAuth state, links and cookies (users.links)
+    demo_mode: bool = False
+    public_url: str = ""  # the api-server as people reach it (links in e-mails)
     invite_code: str = field(default="", repr=False)
 
     @classmethod
     def from_airflow(cls) -> "OnboardingConfig":
         from weekly_wrapped.airflow import connections as conns
 
-        return cls(conns.warehouse_dsn(), conns.spotify_app(), conns.variable("wrapped_fernet_secret"),
-                   conns.variable("wrapped_invite_code"))
+        return cls(dsn=conns.warehouse_dsn(), spotify_app=conns.spotify_app(),
+                   token_secret=conns.variable("wrapped_token_secret"),
+                   link_secret=conns.variable("wrapped_link_secret"),
+                   demo_mode=conns.variable("wrapped_demo_mode") == "true",
+                   public_url=conns.variable("wrapped_public_url"),
+                   invite_code=conns.variable("wrapped_invite_code"))
 COMMON_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
                 "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney", "UTC")
 
@@ -120,7 +127,7 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
             hint = "" if time_zone in available_timezones() else " (e.g. Europe/Berlin)"
             return _page("Weekly Wrapped", _form(config.invite_code, f"{exc}{hint}", email, time_zone),
                          status=400)
-        state = Fernet(config.fernet_key.encode()).encrypt(json.dumps({"email": email, "time_zone": time_zone,
+        state = Fernet(config.token_secret.encode()).encrypt(json.dumps({"email": email, "time_zone": time_zone,
                                            "nonce": secrets.token_urlsafe(8)}).encode()).decode()
         return RedirectResponse(spotify.make_oauth(config.spotify_app, state=state).get_authorize_url(), status_code=303)
 
@@ -131,12 +138,12 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
             return _page("Not connected", f"<p>Spotify said: {html.escape(error)}. "
                                           "<a href='connect'>Try again</a>.</p>", status=400)
         try:
-            profile = json.loads(Fernet(config.fernet_key.encode()).decrypt(state.encode(), ttl=STATE_TTL_S))
+            profile = json.loads(Fernet(config.token_secret.encode()).decrypt(state.encode(), ttl=STATE_TTL_S))
         except (InvalidToken, ValueError):
             return _page("Not connected", "<p>This link expired or was not ours. "
                                           "<a href='connect'>Start again</a>.</p>", status=400)
         try:
-            user_id = users.onboard_with_code(config.dsn, config.fernet_key, config.spotify_app, code=code,
+            user_id = users.onboard_with_code(config.dsn, config.token_secret, config.spotify_app, code=code,
                                               email=profile["email"], time_zone=profile["time_zone"])
         except users.OnboardingError as exc:
             return _page("Not connected", f"<p>{html.escape(str(exc))}. <a href='connect'>Try again</a>.</p>",

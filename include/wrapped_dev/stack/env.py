@@ -90,7 +90,11 @@ def connections(settings: Settings) -> dict[str, str]:
 
 def variables(settings: Settings) -> dict[str, str]:
     """The Airflow Variables the stack sets (the others keep their defaults unless `.env` sets them)."""
-    return {"AIRFLOW_VAR_WRAPPED_FERNET_SECRET": settings.fernet_key,
+    return {"AIRFLOW_VAR_WRAPPED_TOKEN_SECRET": settings.token_secret,
+            "AIRFLOW_VAR_WRAPPED_LINK_SECRET": settings.link_secret,
+            "AIRFLOW_VAR_WRAPPED_DEMO_MODE": "true" if settings.demo_mode else "false",
+            "AIRFLOW_VAR_WRAPPED_PUBLIC_URL": settings.public_url,
+            "AIRFLOW_VAR_WRAPPED_ADMIN_EMAIL": settings.admin_email,
             "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code,
             "AIRFLOW_VAR_WRAPPED_MUSICBRAINZ_GENRES": "true" if settings.musicbrainz_genres else "false",
             "AIRFLOW_VAR_WRAPPED_SPOTIFY_RPS": f"{settings.spotify_rps:g}",
