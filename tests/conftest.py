@@ -197,22 +197,38 @@ def warehouse(postgres: Postgres):
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def airflow_test_env(tmp_path_factory) -> dict[str, str]:
-    """Environment for child Airflow processes: a throwaway home with SQLite metadata and our DAGs."""
-    import subprocess
-
+def _airflow_env(home: Path) -> dict[str, str]:
     from wrapped_dev.config import REPO_ROOT
 
-    home = tmp_path_factory.mktemp("airflow-home")
-    env = {
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
     }
+
+
+@pytest.fixture(scope="session")
+def _migrated_airflow_db(tmp_path_factory) -> Path:
+    """An empty, migrated SQLite Airflow metadata database, made once (migrating takes seconds)."""
+    import subprocess
+
+    home = tmp_path_factory.mktemp("airflow-home")
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    migrate = subprocess.run([airflow, "db", "migrate"], env=_airflow_env(home), capture_output=True, text=True,
+                             timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
-    return env
+    return home / "airflow.db"
+
+
+@pytest.fixture
+def airflow_test_env(_migrated_airflow_db, tmp_path) -> dict[str, str]:
+    """Environment for child Airflow processes: a throwaway home with our DAGs and a fresh copy of
+    the migrated metadata, so one test's runs and asset events never reach another test."""
+    import shutil
+
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    shutil.copyfile(_migrated_airflow_db, home / "airflow.db")
+    return _airflow_env(home)
