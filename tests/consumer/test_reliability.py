@@ -224,10 +224,12 @@ def test_postgres_restarted_while_the_consumer_writes(private_postgres, topics, 
                          "--max-offsets-per-trigger", "3000", "--trigger-seconds", "0.5")
     wait_for(lambda: rows_in(dsn) > 0, 120, "the first plays in Postgres", interval=0.2)
     stack_postgres.stop(pg)  # fast shutdown: open transactions are rolled back
-    time.sleep(2)
-    stack_postgres.start(pg)
+    # Plays arriving while Postgres is down: the consumer surely tries to write during the outage
+    # (the first 30,000 may all be in before the stop on a fast machine).
     produce_plays(producer, user, 30_000, 1000)
     producer.flush()
+    time.sleep(3)
+    stack_postgres.start(pg)
     wait_for(lambda: rows_in(dsn) >= 31_000, 180, "the consumer to recover and catch up")
     assert run.proc.poll() is None, f"the consumer died instead of recovering:\n{run.tail()}"
     run.kill()
