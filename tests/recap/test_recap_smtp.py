@@ -17,7 +17,8 @@ import pytest
 
 from wrapped_dev.fakes.smtp_sink import eml_name
 from weekly_wrapped.recap.facts import facts_from_row
-from weekly_wrapped.recap.grounding import template_recap
+from weekly_wrapped.recap.content import Intro
+from weekly_wrapped.recap.grounding import template_intro
 from weekly_wrapped.recap.mailer import (
     DeliveryUnknown,
     RecipientError,
@@ -31,7 +32,7 @@ from weekly_wrapped.recap.render import build_message
 
 def recap_message(**row_overrides):
     facts = facts_from_row(make_row(**row_overrides))
-    return build_message(facts, template_recap(facts), recap_source="template",
+    return build_message(facts, Intro(template_intro(facts), "template"),
                          from_addr="Default <default@localhost>", to_addr="ada@example.com")
 
 

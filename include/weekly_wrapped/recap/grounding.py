@@ -106,8 +106,3 @@ def template_intro(facts: WeekFacts) -> str:
     if incomplete:
         sentences.append("Some of your listening may be missing from this recap.")
     return fill(" ".join(sentences), slots.texts())
-
-
-def template_recap(facts: WeekFacts) -> str:
-    """The template intro's text (the name render and SMTP tests use)."""
-    return template_intro(facts)

@@ -289,22 +289,18 @@ def message_id(user_id: str, week_start, domain: str = DEFAULT_MESSAGE_ID_DOMAIN
 
 def build_message(
     facts: WeekFacts,
-    intro: Intro | str,
+    intro: Intro,
     *,
     from_addr: str,
     to_addr: str,
     sent_at: datetime | None = None,
     message_id_domain: str | None = None,
     extra_headers: dict[str, str] | None = None,
-    recap_source: str | None = None,
 ) -> EmailMessage:
     """The complete e-mail: text, then HTML with its pictures attached by Content-ID.
 
-    `extra_headers` are added as given (e.g. List-Unsubscribe). A plain string intro with
-    `recap_source` is accepted until every caller passes an `Intro`.
+    `extra_headers` are added as given (e.g. List-Unsubscribe).
     """
-    if isinstance(intro, str):
-        intro = Intro(text=intro, source=recap_source or "template")
     domain = message_id_domain or DEFAULT_MESSAGE_ID_DOMAIN
     pictures = charts(facts)
     html, text = render_bodies(facts, intro, pictures, lambda chart: f"cid:{content_id(chart, facts, domain)}")
