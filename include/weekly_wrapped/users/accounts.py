@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cryptography.fernet import Fernet
 from spotipy.exceptions import SpotifyOauthError
 
 from weekly_wrapped import db
 from weekly_wrapped.spotify import client as spotify
+from weekly_wrapped.users import tokens
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -37,11 +37,13 @@ class User:
 
 
 def encrypt_token(token_secret: str, token: str) -> str:
-    return Fernet(token_secret.encode()).encrypt(token.encode()).decode()
+    """`token` encrypted with the newest key of `token_secret` (keys comma-separated, newest first)."""
+    return tokens.encrypt(token_secret, token)
 
 
 def decrypt_token(token_secret: str, encrypted: str) -> str:
-    return Fernet(token_secret.encode()).decrypt(encrypted.encode()).decode()
+    """Raises `tokens.TokenUndecryptable` when no configured key opens it."""
+    return tokens.decrypt(token_secret, encrypted)
 
 
 def check_profile(email: str, time_zone: str) -> None:
@@ -114,6 +116,7 @@ def mark_needs_reauth(dsn: str, user_id: str, reason: str) -> None:
 
 
 def refresh_token_of(dsn: str, token_secret: str, user_id: str) -> str | None:
+    """The user's refresh token, None if none is stored; `tokens.TokenUndecryptable` if no key opens it."""
     with db.transaction(dsn) as cur:
         cur.execute("select refresh_token_encrypted from app.users where user_id = %s", (user_id,))
         row = cur.fetchone()
