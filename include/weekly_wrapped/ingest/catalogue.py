@@ -20,6 +20,7 @@ from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.spotify import payloads
 from weekly_wrapped.spotify.client import NeedsReauth, RateLimited, RateLimiter, SpotifyUnavailable, UserSession
 from weekly_wrapped.users import accounts as users
+from weekly_wrapped.users.tokens import TokenUndecryptable
 
 
 # --- pure parts ---------------------------------------------------------------------------------
@@ -83,16 +84,24 @@ class Borrowed:
 
 def borrow_session(cfg: IngestConfig, pending_user_ids: list[str], user_ids: list[str] | None = None,
                    sleep: Callable[[float], None] = time.sleep) -> Borrowed | None:
-    """A session on `token_user`'s token (only among `user_ids`, if given); None without an active user."""
+    """A session on `token_user`'s token (only among `user_ids`, if given); None without an active user.
+
+    A user whose stored token no configured key decrypts is marked `needs_reauth` and the next one
+    is borrowed instead.
+    """
     active = users.list_active_users(cfg.dsn)
     if user_ids is not None:
         active = [u for u in active if u in set(user_ids)]
-    user_id = token_user(pending_user_ids, active)
-    if user_id is None:
-        return None
-    refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
-    session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
-    return Borrowed(user_id, refresh_token, session)
+    while (user_id := token_user(pending_user_ids, active)) is not None:
+        try:
+            refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
+        except TokenUndecryptable as exc:
+            users.mark_needs_reauth(cfg.dsn, user_id, str(exc))
+            active = [u for u in active if u != user_id]
+            continue
+        session = UserSession(cfg.app, cfg.policy, refresh_token, RateLimiter(cfg.requests_per_second), sleep)
+        return Borrowed(user_id, refresh_token, session)
+    return None
 
 
 def failure(cfg: IngestConfig, borrowed: Borrowed, exc: Exception) -> tuple[str, ErrorStep]:

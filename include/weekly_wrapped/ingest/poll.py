@@ -8,7 +8,8 @@ every message was acknowledged move the cursor, in the same transaction that
 records the gap (if any), the entities now known and the outcome.
 
 Errors are per user (the policy itself is `spotify.client.UserSession`): a long 429 or
-QUOTA_EXCEEDED skips the user until `retry_at`; `invalid_grant` marks them `needs_reauth`;
+QUOTA_EXCEEDED skips the user until `retry_at`; `invalid_grant`, or a stored token none of the
+configured keys decrypts, marks them `needs_reauth`;
 5xx/timeouts that outlast the retries fail the user. Users run in a small
 thread pool sharing one client-side rate limiter, so one user never stops another.
 A Kafka delivery failure is reported as `failed` and the caller fails the task, so
@@ -32,6 +33,7 @@ from weekly_wrapped.spotify import payloads
 from weekly_wrapped.spotify.client import (CallPolicy, NeedsReauth, RateLimited, RateLimiter, SpotifyApp,
                                             UserSession)
 from weekly_wrapped.users import accounts as users
+from weekly_wrapped.users.tokens import TokenUndecryptable
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +106,12 @@ def ingest_user(cfg: IngestConfig, user_id: str, *, limiter: RateLimiter, cache:
             o = UserOutcome(user_id, "rate_limited", reason="still rate limited from an earlier run", retry_at=retry_at)
             store.record_outcome(cfg.dsn, run_id, o)
             return o
-        refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
+        try:
+            refresh_token = users.refresh_token_of(cfg.dsn, cfg.token_secret, user_id)
+        except TokenUndecryptable as exc:  # e.g. a key dropped too early: only the user can fix it
+            return _needs_reauth(cfg, run_id, user_id, str(exc))
         if not refresh_token:
-            o = UserOutcome(user_id, "needs_reauth", reason="no refresh token stored")
-            users.mark_needs_reauth(cfg.dsn, user_id, o.reason)
-            store.record_outcome(cfg.dsn, run_id, o)
-            return o
+            return _needs_reauth(cfg, run_id, user_id, "no refresh token stored")
         cursor = store.read_cursor(cfg.dsn, user_id)
         session = UserSession(cfg.app, cfg.policy, refresh_token, limiter, sleep)
         items = session.recently_played(cursor)
@@ -146,6 +148,14 @@ def ingest_user(cfg: IngestConfig, user_id: str, *, limiter: RateLimiter, cache:
         o = UserOutcome(user_id, "failed", reason=f"{type(exc).__name__}: {exc}")
     log.warning("user %s: %s (%s)", user_id, o.outcome, o.reason)
     _safely(store.record_outcome, cfg.dsn, run_id, o)
+    return o
+
+
+def _needs_reauth(cfg: IngestConfig, run_id: str | None, user_id: str, reason: str) -> UserOutcome:
+    o = UserOutcome(user_id, "needs_reauth", reason=reason)
+    users.mark_needs_reauth(cfg.dsn, user_id, reason)
+    store.record_outcome(cfg.dsn, run_id, o)
+    log.warning("user %s: needs_reauth (%s)", user_id, reason)
     return o
 
 
