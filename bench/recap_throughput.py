@@ -77,8 +77,10 @@ def seed(dsn: str, n: int) -> list[str]:
         cur.execute("create schema if not exists marts")
         body = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
         cur.execute(f"create table marts.wrapped_weekly ({body})")
-        execute_values(cur, "insert into app.users (user_id, display_name, email, time_zone) values %s",
-                       [(u, f"Listener {i}", f"{u}@example.com", ZONES[i % len(ZONES)]) for i, u in enumerate(users)])
+        execute_values(cur, "insert into app.users (user_id, display_name, email, time_zone, email_confirmed_at) "
+                            "values %s",
+                       [(u, f"Listener {i}", f"{u}@example.com", ZONES[i % len(ZONES)], "now")
+                        for i, u in enumerate(users)])
         rows = []
         for i, user in enumerate(users):
             row = make_row(user_id=user, user_week_id=f"{user}|{WEEK}", week_start=WEEK, time_zone=ZONES[i % len(ZONES)])

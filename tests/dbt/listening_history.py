@@ -118,8 +118,8 @@ def seed_export_history(conn) -> None:
     """The lisbon user's exported week: name-only entities, account data, skips."""
     with conn.cursor() as cur:
         cur.execute(
-            "insert into app.users (user_id, email, time_zone, display_name, consent_at)"
-            " values (%s, %s, %s, 'Lisbon', now())",
+            "insert into app.users (user_id, email, time_zone, display_name, consent_at, email_confirmed_at)"
+            " values (%s, %s, %s, 'Lisbon', now(), now())",
             EXPORT_USER,
         )
         for artist_id, name in NAME_ONLY_ARTISTS:
@@ -157,8 +157,8 @@ def seed_listening_history(conn) -> None:
     with conn.cursor() as cur:
         for user_id, email, time_zone in USERS:
             cur.execute(
-                "insert into app.users (user_id, email, time_zone, display_name, consent_at)"
-                " values (%s, %s, %s, %s, now())",
+                "insert into app.users (user_id, email, time_zone, display_name, consent_at, email_confirmed_at)"
+                " values (%s, %s, %s, %s, now(), now())",
                 (user_id, email, time_zone, user_id.title()),
             )
         for artist_id, name, genres, image_url in ARTISTS:

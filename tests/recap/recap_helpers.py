@@ -121,11 +121,14 @@ def make_row(**overrides) -> dict:
     return row
 
 
-def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active") -> None:
+def insert_user(conn, user_id: str, email: str, time_zone: str = "Europe/Berlin", status: str = "active",
+                confirmed: bool = True) -> None:
+    """A user; `confirmed`: their address is confirmed (recaps go only to confirmed addresses)."""
     with conn.cursor() as cur:
         cur.execute(
-            "insert into app.users (user_id, display_name, email, time_zone, status) values (%s, %s, %s, %s, %s)",
-            (user_id, "Ada", email, time_zone, status),
+            "insert into app.users (user_id, display_name, email, time_zone, status, email_confirmed_at) "
+            "values (%s, %s, %s, %s, %s, case when %s then now() end)",
+            (user_id, "Ada", email, time_zone, status, confirmed),
         )
 
 

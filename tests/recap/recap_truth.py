@@ -178,8 +178,8 @@ def seed(conn, history: History) -> None:
     """The history as the consumer and the app write it (raw.*, app.users, app.ingest_gaps)."""
     with conn.cursor() as cur:
         for user_id, time_zone in USERS.items():
-            cur.execute("insert into app.users (user_id, email, time_zone, display_name, consent_at)"
-                        " values (%s, %s, %s, %s, now())", (user_id, f"{user_id}@example.com", time_zone, user_id))
+            cur.execute("insert into app.users (user_id, email, time_zone, display_name, consent_at, email_confirmed_at)"
+                        " values (%s, %s, %s, %s, now(), now())", (user_id, f"{user_id}@example.com", time_zone, user_id))
         for artist_id, (name, genres, image_url) in ARTISTS.items():
             cur.execute("insert into raw.artists (artist_id, name, genres, image_url, fetched_at)"
                         " values (%s, %s, %s, %s, now())", (artist_id, name, genres, image_url))

@@ -35,13 +35,19 @@ UNKNOWN_RESEND_AFTER = timedelta(hours=24)
 MAX_UNKNOWN_OUTCOMES = 2
 
 WEEK_ROW_SQL = """
-select w.*, u.email, u.display_name, u.time_zone as user_time_zone, u.status as user_status, u.locale
+select w.*, u.email, u.display_name, u.time_zone as user_time_zone, u.status as user_status, u.locale,
+       u.email_confirmed_at
 from marts.wrapped_weekly w
 join app.users u on u.user_id = w.user_id
 where w.user_id = %s and w.week_start = %s
 """
 
-ACTIVE_USERS_SQL = "select user_id, time_zone, created_at from app.users where status = 'active' order by user_id"
+# Recaps go only to active users whose address is confirmed (weekly_wrapped.users.addresses).
+ACTIVE_USERS_SQL = """
+select user_id, time_zone, created_at from app.users
+where status = 'active' and email_confirmed_at is not null
+order by user_id
+"""
 
 WEEKS_PRESENT_SQL = """
 select w.user_id, w.week_start

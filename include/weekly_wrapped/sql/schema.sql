@@ -100,6 +100,12 @@ create table if not exists app.users (
 );
 -- The recap's weekday and hour formats (a Babel/CLDR locale such as 'de' or 'pt_BR'; null: English).
 alter table app.users add column if not exists locale text;
+-- Double opt-in (weekly_wrapped.users.addresses): recaps go only to a confirmed address. Rows from
+-- before count as confirmed (the default fills them once), new rows start unconfirmed.
+alter table app.users add column if not exists email_confirmed_at timestamptz default now();
+alter table app.users alter column email_confirmed_at drop default;
+-- A new address waiting for its confirmation; `email` stays in use until then.
+alter table app.users add column if not exists pending_email text;
 
 create table if not exists app.ingest_cursors (
     user_id    text primary key references app.users (user_id),
