@@ -1,13 +1,16 @@
 """Serves Weekly Wrapped's onboarding page from Airflow's api-server at /wrapped/connect.
 
 The page itself is `weekly_wrapped.users.onboarding` (connect Spotify, recap e-mail, time zone).
+Outside demo mode, while a setting holds a published demo secret (or a key is missing), every
+page answers a friendly 503 instead (`weekly_wrapped.secrets_check.guard_app`).
 """
 
 from airflow.plugins_manager import AirflowPlugin
 
+from weekly_wrapped.secrets_check import guard_app
 from weekly_wrapped.users.onboarding import create_app
 
 
 class WeeklyWrappedOnboarding(AirflowPlugin):
     name = "weekly_wrapped_onboarding"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/wrapped", "name": "Weekly Wrapped onboarding"}]
+    fastapi_apps = [{"app": guard_app(create_app()), "url_prefix": "/wrapped", "name": "Weekly Wrapped onboarding"}]

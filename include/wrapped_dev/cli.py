@@ -31,8 +31,9 @@ def _step(label: str, action: Callable[[], object]) -> object:
 def up(settings: Settings, with_airflow: bool = True) -> None:
     from weekly_wrapped import db
     from weekly_wrapped.streaming.jars import ensure_spark_jars
-    from wrapped_dev.stack import airflow, fakes, kafka, postgres
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres, secrets
 
+    secrets.refuse_unsafe(settings)  # outside demo mode: no published secret, before anything starts
     print(f"Starting the local stack (state in {settings.state_dir})", flush=True)
     _step(f"PostgreSQL on {settings.pg_host}:{settings.pg_port}", lambda: postgres.start(settings))
     _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
