@@ -24,6 +24,12 @@ sends artist names to MusicBrainz), at most `wrapped_musicbrainz_genres_per_run`
 120; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second, each
 artist once; see `weekly_wrapped.ingest.genres`. Skipped when not enabled.
 
+Before the batches, `rotate_token_keys` refuses published demo secrets outside demo mode and, when
+`wrapped_token_secret` lists more than one key (NEW,OLD while rolling a key in), re-encrypts
+every stored refresh token not yet under the newest key (`weekly_wrapped.users.tokens.rotate`);
+with one key it reads nothing. Its result is how many it re-encrypted: 0 on a later run means
+the old key can be dropped.
+
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`, `musicbrainz_default`.
 Variables: `wrapped_ingest_batch_size` (users per mapped task, default 10), `wrapped_ingest_threads`
@@ -70,6 +76,18 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
     doc_md=__doc__,
 )
 def spotify_ingest():
+    @task
+    def rotate_token_keys() -> int:
+        """Refuse published secrets; re-encrypt stored refresh tokens not under the newest token key."""
+        from weekly_wrapped import secrets_check
+        from weekly_wrapped.airflow import connections as conns
+        from weekly_wrapped.users import tokens
+
+        secrets_check.refuse_in_task()
+        rotated = tokens.rotate(conns.warehouse_dsn(), conns.variable("wrapped_token_secret"))
+        print(f"refresh tokens re-encrypted with the newest key of wrapped_token_secret: {rotated}")
+        return rotated
+
     @task
     def plan_batches() -> list[dict]:
         """Active users (not needs_reauth / unsubscribed) in batches, each with its share of the rate budget."""
@@ -167,7 +185,9 @@ def spotify_ingest():
         return {**result.as_dict(), "counts": left}
 
     fill_genres()
-    batches_done = ingest_batch.expand(batch=plan_batches())
+    planned = plan_batches()
+    rotate_token_keys() >> planned
+    batches_done = ingest_batch.expand(batch=planned)
     summarize(batches_done)
     batches_done >> backfill_metadata() >> resolve_tracks()
 

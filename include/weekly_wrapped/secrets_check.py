@@ -101,20 +101,15 @@ def check(values: Mapping[str, str | None], demo_mode: bool) -> list[str]:
 
 def airflow_values() -> tuple[dict[str, str | None], bool]:
     """(the checked settings as Airflow gives them to tasks and the api-server, demo mode)."""
-    from airflow.sdk import Connection, Variable
+    from weekly_wrapped.airflow import connections as conns
 
-    values: dict[str, str | None] = {
-        TOKEN_SECRET: Variable.get("wrapped_token_secret", default=None),
-        LINK_SECRET: Variable.get("wrapped_link_secret", default=None),
-    }
+    values: dict[str, str | None] = {TOKEN_SECRET: conns.optional_variable("wrapped_token_secret"),
+                                     LINK_SECRET: conns.optional_variable("wrapped_link_secret")}
     for name in OTHER_VARIABLES:
-        values[f"Variable {name}"] = Variable.get(name, default=None)
+        values[f"Variable {name}"] = conns.optional_variable(name)
     for conn_id in CONNECTION_PASSWORDS:
-        try:
-            values[connection_setting(conn_id)] = Connection.get(conn_id).password
-        except Exception:  # not defined: nothing published in it
-            values[connection_setting(conn_id)] = None
-    demo_mode = (Variable.get("wrapped_demo_mode", default="false") or "").strip().lower() == "true"
+        values[connection_setting(conn_id)] = conns.connection_password(conn_id)
+    demo_mode = conns.variable("wrapped_demo_mode") == "true"  # as the pages read it
     return values, demo_mode
 
 
@@ -127,12 +122,17 @@ def refusal(problems: list[str]) -> str:
     return "Weekly Wrapped refuses to run with these secrets:\n" + "\n".join(f"- {p}" for p in problems)
 
 
+def airflow_problems() -> list[str]:
+    """`check` of the settings Airflow gives tasks and the api-server."""
+    values, demo_mode = airflow_values()
+    return check(values, demo_mode)
+
+
 def refuse_in_task() -> None:
     """For DAG tasks that read secrets: fail (no retry) when a setting is refused."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    values, demo_mode = airflow_values()
-    problems = check(values, demo_mode)
+    problems = airflow_problems()
     if problems:
         raise AirflowFailException(refusal(problems))
 
@@ -147,22 +147,16 @@ UNAVAILABLE_PAGE = (
     "<p><small>Operator: the api-server's log says which settings to change.</small></p></body></html>")
 
 
-def guard_app(app, problems: Callable[[], list[str]] | None = None):
-    """Make a FastAPI app answer every request with a friendly 503 while `problems()` finds any
-    (default: the Airflow settings). Checked per request, so a fixed Variable applies at once."""
+def guard_app(app, problems: Callable[[], list[str]] = airflow_problems):
+    """Make a FastAPI app answer every request with a friendly 503 while `problems()` finds any.
+    Checked per request (as the pages read their configuration), so a fixed Variable applies at once."""
     from fastapi.responses import HTMLResponse
     from starlette.concurrency import run_in_threadpool
-
-    def current_problems() -> list[str]:
-        if problems is not None:
-            return problems()
-        values, demo_mode = airflow_values()
-        return check(values, demo_mode)
 
     @app.middleware("http")
     async def refuse_unsafe_setup(request, call_next):
         try:
-            found = await run_in_threadpool(current_problems)  # Variables may come from the database
+            found = await run_in_threadpool(problems)  # Variables may come from the database
         except Exception as exc:  # the settings cannot even be read: still no 500
             found = [f"the settings could not be read ({type(exc).__name__})"]
         if found:

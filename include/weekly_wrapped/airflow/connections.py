@@ -68,6 +68,23 @@ def variable(name: str) -> str:
     return value
 
 
+def optional_variable(name: str) -> str | None:
+    """A Variable's value, None when it is not set (for checks that report every gap at once)."""
+    from airflow.sdk import Variable
+
+    return Variable.get(name, default=None)
+
+
+def connection_password(conn_id: str) -> str | None:
+    """A Connection's password; None when the Connection is not defined."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return _connection(conn_id).password
+    except AirflowNotFoundException:
+        return None
+
+
 def warehouse_dsn(conn_id: str = WAREHOUSE_CONN_ID) -> str:
     c = _connection(conn_id)
     return (
@@ -140,8 +157,13 @@ def consumer_config() -> ConsumerConfig:
 
 
 def ingest_config(requests_per_second: float):
-    """What polling and the metadata backfill need: the warehouse, Kafka, the Spotify app, the token key."""
+    """What polling and the metadata backfill need: the warehouse, Kafka, the Spotify app, the token key.
+
+    Inside a task only: fails it (AirflowFailException) when a secret is refused (`secrets_check`)."""
+    from weekly_wrapped import secrets_check
     from weekly_wrapped.ingest.poll import IngestConfig
+
+    secrets_check.refuse_in_task()
 
     return IngestConfig(
         dsn=warehouse_dsn(),
