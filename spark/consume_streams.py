@@ -12,7 +12,10 @@ Modes:
 
 The supervisor (`weekly_wrapped.streaming.supervisor`) starts it with every flag set from
 Airflow's Connections; the warehouse DSN comes from the WRAPPED_WAREHOUSE_DSN environment
-variable (kept off the command line, where `ps` would show its password). By hand:
+variable (kept off the command line, where `ps` would show its password). The supervisor
+hands it the exclusive lock of its work dir (`--lock-fd`), which it holds until it exits; by
+hand, `--lock-file <work dir>/spark-consumer.lock` takes that lock (and refuses to run beside
+another consumer). By hand:
 
   WRAPPED_WAREHOUSE_DSN='host=... dbname=... user=... password=...' \
     .local/venv/bin/python spark/consume_streams.py --bootstrap broker:9092 \
@@ -23,6 +26,7 @@ variable (kept off the command line, where `ps` would show its password). By han
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -62,7 +66,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers (host:port,...)")
     parser.add_argument("--driver-memory", default="2g",
                         help="Spark driver memory (default %(default)s)")
+    lock = parser.add_mutually_exclusive_group()
+    lock.add_argument("--lock-fd", type=int,
+                      help="a descriptor of the work dir's lock file, locked by the supervisor that started us")
+    lock.add_argument("--lock-file", type=Path,
+                      help="take this lock file ourselves (by hand): exit 3 if another consumer holds it")
     return parser.parse_args(argv)
+
+
+def hold_consumer_lock(args: argparse.Namespace) -> bool:
+    """Hold the lock that tells supervisors this consumer is alive: its descriptor stays open until
+    we exit (the kernel then drops the lock). False: another consumer holds it."""
+    if args.lock_fd is not None:
+        fd = args.lock_fd
+        os.set_inheritable(fd, False)  # Spark's JVM must not keep the lock after we are gone
+    elif args.lock_file is not None:
+        fd = os.open(args.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    else:
+        return True  # no lock asked for (tests running the job directly)
+    try:
+        # Already ours when handed over (a no-op then); this also proves it is.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    if args.lock_file is not None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return True
 
 
 
@@ -95,6 +126,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
+    if not hold_consumer_lock(args):
+        log.error("another consumer holds %s; not starting a second one", args.lock_file)
+        return 3
     dsn = os.environ.get(DSN_ENV)
     if not dsn:
         log.error("%s is not set: the consumer does not know its warehouse", DSN_ENV)

@@ -4,6 +4,16 @@ The consumer runs detached in its own process group (so no Airflow worker slot i
 held while it runs), with a pid file and a log under `<state_dir>/spark/` (the log is
 also linked as `<state_dir>/logs/spark-consumer.log` for `wrapped logs spark-consumer`).
 
+Which consumer is ours, for sure: "running" means someone holds the exclusive `flock` on
+`spark-consumer.lock` in the work dir. The supervisor takes that lock itself before it
+starts the job and hands the locked descriptor over (`--lock-fd`), so the consumer holds it
+from its first instant to its exit, and the kernel drops it when the process dies (a lock
+file left behind blocks nothing). A pid file alone is never trusted: before any signal the
+supervisor checks that the lock is held and that the process is the one it started (pid,
+start time in /proc and the exact command line it recorded). Check-and-start and stop run
+under a second lock (`spark-consumer.supervisor.lock`), so two supervisors at once (two DAG
+runs, the DAG and `wrapped consumer start`) start one consumer.
+
 Health comes from Postgres and Kafka, not from the process: the heartbeat is the
 newest `ops.consumer_batches` row of the query in our checkpoint, and the lag is
 Kafka's end offsets minus that row's `end_offsets`. An idle consumer writes no rows,
@@ -15,12 +25,18 @@ The `spark_consumers` DAG builds a `ConsumerConfig` from Airflow Connections and
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from weekly_wrapped import PROJECT_ROOT, db
 from weekly_wrapped.streaming import process
@@ -35,6 +51,11 @@ SETTLE_SECONDS = 25
 STALL_SECONDS = 90
 # Found dead (not stopped by us) this often within the window: stop restarting, fail loudly.
 MAX_DEATHS, DEATH_WINDOW_SECONDS = 3, 30 * 60
+# Unexpected exits are remembered this long, for the operator's alert (weekly_wrapped.alerts).
+DEATH_HISTORY_SECONDS = 24 * 3600
+# A probe (`is_running` from another process) holds the consumer lock for microseconds; a start
+# that finds it taken asks again for this long before it believes a consumer holds it.
+LOCK_RETRY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,14 @@ class ConsumerConfig:
     @property
     def jars_dir(self) -> Path:
         return self.work_dir / "jars"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.work_dir / "spark-consumer.lock"  # held by the running consumer
+
+    @property
+    def supervisor_lock_file(self) -> Path:
+        return self.work_dir / "spark-consumer.supervisor.lock"  # held while a supervisor checks and acts
 
 
 class ConsumerDied(RuntimeError):
@@ -110,39 +139,181 @@ def _child_env(config: ConsumerConfig) -> dict[str, str]:
     return env
 
 
+_supervisors = threading.local()  # the supervisor locks this thread holds (ensure_running -> start)
+
+
+@contextmanager
+def _supervising(config: ConsumerConfig) -> Iterator[None]:
+    """One supervisor at a time per work dir (blocking flock); re-entrant within a thread."""
+    held = _supervisors.__dict__.setdefault("paths", set())
+    key = str(config.supervisor_lock_file)
+    if key in held:
+        yield
+        return
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.supervisor_lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)  # closing the file releases the lock
+
+
+def _lock_held(config: ConsumerConfig) -> bool:
+    """Whether some process holds the consumer lock (a shared, non-blocking probe)."""
+    try:
+        fd = os.open(config.lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our probe's shared lock
+
+
+def _take_lock(config: ConsumerConfig) -> int | None:
+    """The consumer lock, exclusively, as an open descriptor; None when a consumer holds it."""
+    fd = os.open(config.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _proc_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def _lock_holder_pid(config: ConsumerConfig) -> int | None:
+    """The pid written into the lock file by whoever took the lock (informational)."""
+    try:
+        return int(config.lock_file.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+def our_consumer_pid(config: ConsumerConfig) -> int | None:
+    """The pid of the consumer THIS supervisor started, if it is alive and the lock is held; else None.
+
+    The pid file could point at anything (a reused pid, a process someone else started), so the
+    process must also have the start time and the exact command line recorded when we started it,
+    and lead its own process group (the group is what `stop` signals).
+    """
+    started = _read_state(config).get("process")
+    if not started or not _lock_held(config):
+        return None
+    pid = started["pid"]
+    if (process.read_pid(service(config)) != pid or _proc_start_ticks(pid) != started["start_ticks"]
+            or _proc_cmdline(pid) != started["argv"]):
+        return None
+    try:
+        return pid if os.getpgid(pid) == pid else None
+    except ProcessLookupError:
+        return None
+
+
 def is_running(config: ConsumerConfig) -> bool:
-    return process.is_running(service(config))
+    """A consumer holds the lock of this work dir (ours or not: either way, do not start another)."""
+    return _lock_held(config)
 
 
 def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> int:
     """Start the consumer detached (continuous mode, resuming from its checkpoint); return its pid.
 
+    When a consumer already holds the lock, start nothing and return its pid.
     `topics` ({"plays": "topic", ...}) replaces the four default topics (tests);
     it is remembered, so `status` measures lag on the same topics.
     """
-    svc = service(config)
-    if process.is_running(svc):
-        return process.read_pid(svc)  # type: ignore[return-value]
-    state = _read_state(config)
-    if topics is not None:
-        state["topics"] = topics
-    topics = state.get("topics")
-    argv = [sys.executable, str(JOB), "--mode", "continuous", "--checkpoint", str(config.checkpoint),
-            "--bootstrap", config.kafka_bootstrap, "--master", config.spark_master,
-            "--jars-dir", str(config.jars_dir), "--driver-memory", config.driver_memory]
-    if topics:
-        argv += ["--topics", ",".join(f"{k}={v}" for k, v in topics.items())]
-    argv += list(extra_args)
-    _write_state(config, state)
-    with open(svc.log_file, "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: starting {' '.join(argv)}\n".encode())
-    pid = process.start(svc, argv, _child_env(config), cwd=PROJECT_ROOT)
-    return pid
+    with _supervising(config):
+        svc = service(config)
+        state = _read_state(config)
+        if topics is not None:
+            state["topics"] = topics
+        topics = state.get("topics")
+        lock_fd = _take_lock(config)
+        if lock_fd is None:
+            if topics is not None:
+                _write_state(config, state)
+            return our_consumer_pid(config) or _lock_holder_pid(config)  # type: ignore[return-value]
+        try:
+            argv = [sys.executable, str(JOB), "--mode", "continuous", "--checkpoint", str(config.checkpoint),
+                    "--bootstrap", config.kafka_bootstrap, "--master", config.spark_master,
+                    "--jars-dir", str(config.jars_dir), "--driver-memory", config.driver_memory,
+                    "--lock-fd", str(lock_fd)]
+            if topics:
+                argv += ["--topics", ",".join(f"{k}={v}" for k, v in topics.items())]
+            argv += list(extra_args)
+            svc.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(svc.log_file, "ab") as log:
+                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: starting "
+                          f"{' '.join(argv)}\n".encode())
+                # The child inherits the locked descriptor (pass_fds keeps its number): from here on
+                # the lock is held for exactly as long as the consumer lives.
+                proc = subprocess.Popen(argv, env=_child_env(config), cwd=str(PROJECT_ROOT),
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, pass_fds=(lock_fd,))
+            ticks = _proc_start_ticks(proc.pid)
+            os.ftruncate(lock_fd, 0)
+            os.pwrite(lock_fd, f"{proc.pid} {ticks}\n".encode(), 0)
+        finally:
+            os.close(lock_fd)  # the child's copy keeps the lock
+        svc.pid_file.write_text(str(proc.pid))
+        state["process"] = {"pid": proc.pid, "start_ticks": ticks, "argv": argv}
+        _write_state(config, state)
+        return proc.pid
 
 
 def stop(config: ConsumerConfig, timeout: float = 30.0) -> bool:
-    """Stop the consumer's whole process group (SIGTERM: the query stops between batches)."""
-    return process.stop(service(config), timeout=timeout)
+    """Stop the consumer this supervisor started: SIGTERM to its process group (the query stops
+    between batches), SIGKILL after `timeout`. Signals nothing it cannot prove it started."""
+    with _supervising(config):
+        pid = our_consumer_pid(config)
+        if pid is None:
+            if _lock_held(config):
+                print(f"a consumer this supervisor did not start holds {config.lock_file} "
+                      f"(pid {_lock_holder_pid(config)}); not signalling it")
+            else:
+                service(config).pid_file.unlink(missing_ok=True)
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (_lock_held(config) or process._group_alive(pid)):
+            time.sleep(0.2)
+        if process._group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        service(config).pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def log_tail(config: ConsumerConfig, lines: int = 40) -> str:
@@ -198,7 +369,7 @@ def status(config: ConsumerConfig) -> Status:
     from weekly_wrapped.streaming.consumer import checkpoint_query_id
 
     svc = service(config)
-    running = process.is_running(svc)
+    running = is_running(config)
     query_id = checkpoint_query_id(config.checkpoint)
     batch_id = age = committed = None
     if query_id:
@@ -220,7 +391,8 @@ def status(config: ConsumerConfig) -> Status:
         lag = sum(per_partition.values())
     except Exception:  # Kafka down: report unknown lag rather than fail the status
         per_partition, lag = {}, None
-    return Status(running, process.read_pid(svc) if running else None, query_id, batch_id, age, lag,
+    pid = (our_consumer_pid(config) or _lock_holder_pid(config)) if running else None
+    return Status(running, pid, query_id, batch_id, age, lag,
                   per_partition, str(svc.log_file))
 
 
@@ -263,37 +435,45 @@ def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
     Not running -> start it (unless it keeps dying: then raise ConsumerDied with its log).
     Running with lag but no batch committed for `stall_seconds` -> restart it from its checkpoint.
     """
-    current = status(config)
-    if not current.running:
-        deaths = _record_death(config)
-        if len(deaths) >= MAX_DEATHS:
-            raise ConsumerDied(
-                f"the streaming consumer died {len(deaths)} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
-                f"not restarting it. Last lines of {service(config).log_file}:\n{log_tail(config)}"
-            )
-        print(f"consumer not running ({len(deaths)} unexpected exits lately); starting it")
-        _start_and_settle(config, settle_seconds)
-        return status(config)
-    if _stalled(config, current, stall_seconds):
-        print(f"consumer stalled ({current.describe()}); restarting it from its checkpoint")
-        stop(config)
-        _start_and_settle(config, settle_seconds)
-        return status(config)
-    return current
+    with _supervising(config):  # another supervisor waits here, then finds the consumer running
+        current = status(config)
+        if not current.running:
+            deaths = _record_death(config)
+            if len(deaths) >= MAX_DEATHS:
+                raise ConsumerDied(
+                    f"the streaming consumer died {len(deaths)} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
+                    f"not restarting it. Last lines of {service(config).log_file}:\n{log_tail(config)}"
+                )
+            print(f"consumer not running ({len(deaths)} unexpected exits lately); starting it")
+            _start_and_settle(config, settle_seconds)
+            return status(config)
+        if _stalled(config, current, stall_seconds):
+            print(f"consumer stalled ({current.describe()}); restarting it from its checkpoint")
+            stop(config)
+            _start_and_settle(config, settle_seconds)
+            return status(config)
+        return current
 
 
 def _record_death(config: ConsumerConfig) -> list[dict]:
-    """Remember an unexpected exit (a pid file left behind: `stop` removes it) once per pid;
-    return the exits within the window."""
+    """Remember an unexpected exit (a pid file left behind while no consumer holds the lock:
+    `stop` removes the pid file) once per pid; return the exits within the window."""
     state = _read_state(config)
     now = time.time()
-    deaths = [d for d in state.get("deaths", []) if now - d["at"] < DEATH_WINDOW_SECONDS]
+    deaths = [d for d in state.get("deaths", []) if now - d["at"] < DEATH_HISTORY_SECONDS]
     pid = process.read_pid(service(config))
-    if pid is not None and not process.pid_alive(pid) and all(d["pid"] != pid for d in deaths):
+    if pid is not None and not is_running(config) and all(d["pid"] != pid for d in deaths):
         deaths.append({"pid": pid, "at": now})
     state["deaths"] = deaths
     _write_state(config, state)
-    return deaths
+    return [d for d in deaths if now - d["at"] < DEATH_WINDOW_SECONDS]
+
+
+def recent_deaths(config: ConsumerConfig, within_seconds: float) -> list[float]:
+    """When (epoch seconds) the consumer was found dead within the last `within_seconds`
+    (as recorded by `ensure_running`), oldest first."""
+    now = time.time()
+    return sorted(d["at"] for d in _read_state(config).get("deaths", []) if now - d["at"] < within_seconds)
 
 
 def _stalled(config: ConsumerConfig, current: Status, stall_seconds: float) -> bool:

@@ -1,0 +1,153 @@
+"""The supervisor knows its consumer by the lock the consumer holds, never by a pid file alone.
+
+The consumer job is replaced by a stand-in script that only sleeps (it holds the lock the
+supervisor hands it like the real job does, by keeping the inherited descriptor open), so
+these tests need no Spark, Kafka or Postgres and take a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from weekly_wrapped.streaming import process, supervisor
+
+STAND_IN = "import sys, time\ntime.sleep(600)\n"
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """A supervisor config with its own work dir, whose job is the sleeping stand-in."""
+    job = tmp_path / "stand_in_consumer.py"
+    job.write_text(STAND_IN)
+    monkeypatch.setattr(supervisor, "JOB", job)
+    work_dir = tmp_path / "spark"
+    config = supervisor.ConsumerConfig(dsn="host=127.0.0.1 dbname=none", kafka_bootstrap="127.0.0.1:1",
+                                       work_dir=work_dir)
+    yield config
+    supervisor.stop(config, timeout=5)
+
+
+def stand_ins(config) -> list[int]:
+    """Pids of live processes running the stand-in job of this config."""
+    pids = []
+    for cmdline in os.listdir("/proc"):
+        if not cmdline.isdigit():
+            continue
+        args = supervisor._proc_cmdline(int(cmdline))
+        if str(supervisor.JOB) in args and supervisor._proc_start_ticks(int(cmdline)) is not None:
+            pids.append(int(cmdline))
+    return pids
+
+
+@pytest.fixture
+def foreign_sleep():
+    """A process this supervisor did not start, in a process group of its own (as a consumer's is)."""
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_pid_file_pointing_at_a_foreign_process_is_never_signalled(config, foreign_sleep):
+    config.work_dir.mkdir(parents=True)
+    supervisor.service(config).pid_file.write_text(str(foreign_sleep.pid))
+
+    assert not supervisor.is_running(config), "a live pid in the pid file is not a running consumer"
+    assert supervisor.stop(config, timeout=2) is False
+    time.sleep(0.3)
+    assert foreign_sleep.poll() is None, "the foreign process was signalled"
+
+    pid = supervisor.start(config)  # the stale pid file does not keep a consumer from starting
+    assert pid != foreign_sleep.pid and supervisor.is_running(config)
+    assert supervisor.our_consumer_pid(config) == pid
+    assert supervisor.stop(config, timeout=5) is True
+    assert not supervisor.is_running(config) and foreign_sleep.poll() is None
+
+
+def test_a_recorded_pid_reused_by_another_process_is_not_signalled(config, foreign_sleep):
+    """Our consumer died and its pid now belongs to someone else: the record no longer matches."""
+    pid = supervisor.start(config)
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while supervisor.is_running(config) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not supervisor.is_running(config)
+    # Pretend the pid was reused: the pid file (and our record's pid) now name the foreign sleep.
+    state = supervisor._read_state(config)
+    state["process"]["pid"] = foreign_sleep.pid
+    supervisor._write_state(config, state)
+    supervisor.service(config).pid_file.write_text(str(foreign_sleep.pid))
+    assert supervisor.our_consumer_pid(config) is None
+    assert supervisor.stop(config, timeout=2) is False
+    time.sleep(0.3)
+    assert foreign_sleep.poll() is None
+
+
+def test_two_supervisors_at_once_start_one_consumer(config):
+    barrier = threading.Barrier(4)
+    pids, errors = [], []
+
+    def supervise():
+        try:
+            barrier.wait()
+            pids.append(supervisor.start(config))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=supervise) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert len(set(pids)) == 1, pids
+    assert stand_ins(config) == pids[:1]
+
+
+def test_two_supervisor_processes_at_once_start_one_consumer(config, tmp_path):
+    """The same across processes (two DAG runs, or the DAG and the CLI), which threads cannot show."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from weekly_wrapped.streaming import supervisor\n"
+        f"supervisor.JOB = Path({str(supervisor.JOB)!r})\n"
+        f"config = supervisor.ConsumerConfig(dsn='x', kafka_bootstrap='127.0.0.1:1', work_dir=Path({str(config.work_dir)!r}))\n"
+        "while time.time() < float(sys.argv[1]):\n"
+        "    time.sleep(0.001)\n"
+        "print(supervisor.start(config))\n"
+    )
+    go = str(time.time() + 3)
+    runs = [subprocess.Popen([sys.executable, "-c", script, go], stdout=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    outputs = [run.communicate(timeout=60)[0].strip() for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert len(set(outputs)) == 1, outputs
+    assert stand_ins(config) == [int(outputs[0])]
+
+
+def test_a_stale_lock_file_without_a_holder_does_not_block_a_start(config, foreign_sleep):
+    config.work_dir.mkdir(parents=True)
+    config.lock_file.write_text(f"{foreign_sleep.pid} 1\n")  # left by a consumer long gone
+    assert not supervisor.is_running(config)
+    pid = supervisor.start(config)
+    assert supervisor.is_running(config) and stand_ins(config) == [pid]
+
+
+def test_the_lock_goes_with_the_consumer(config):
+    pid = supervisor.start(config)
+    assert supervisor.is_running(config)
+    os.killpg(pid, signal.SIGKILL)  # no clean-up of any file: the kernel drops the lock
+    deadline = time.monotonic() + 10
+    while supervisor.is_running(config) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not supervisor.is_running(config)
+    assert process.read_pid(supervisor.service(config)) == pid, "the pid file is left behind"
+    restarted = supervisor.start(config)
+    assert restarted != pid and stand_ins(config) == [restarted]
