@@ -1,6 +1,8 @@
 """Serves Weekly Wrapped's onboarding page from Airflow's api-server at /wrapped/connect.
 
 The page itself is `weekly_wrapped.users.onboarding` (connect Spotify, recap e-mail, time zone).
+Loading the plugin also keeps the query strings of /wrapped/ requests (OAuth code and state,
+invite codes) out of the api-server's access log (`weekly_wrapped.users.access_log`).
 Outside demo mode, while a setting holds a published demo secret (or a key is missing), every
 page answers a friendly 503 instead (`weekly_wrapped.secrets_check.guard_app`).
 """
@@ -8,7 +10,10 @@ page answers a friendly 503 instead (`weekly_wrapped.secrets_check.guard_app`).
 from airflow.plugins_manager import AirflowPlugin
 
 from weekly_wrapped.secrets_check import guard_app
+from weekly_wrapped.users import access_log
 from weekly_wrapped.users.onboarding import create_app
+
+access_log.install()
 
 
 class WeeklyWrappedOnboarding(AirflowPlugin):

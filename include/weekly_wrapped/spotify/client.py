@@ -16,11 +16,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import secrets
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from urllib.parse import urlencode
 from dataclasses import dataclass, field
 
 import requests
@@ -68,13 +72,17 @@ def _session() -> requests.Session:
     return requests.Session()
 
 
+def _redirect_uri(app: SpotifyApp) -> str:
+    # Refreshing a token never uses the redirect URI, but spotipy insists on having one.
+    return app.redirect_uri or "http://127.0.0.1/unused"
+
+
 def make_oauth(app: SpotifyApp, token_info: dict | None = None, state: str | None = None) -> SpotifyOAuth:
     """A SpotifyOAuth for the Authorization Code flow, its token kept in memory only."""
     oauth = SpotifyOAuth(
         client_id=app.client_id,
         client_secret=app.client_secret,
-        # Refreshing a token never uses the redirect URI, but spotipy insists on having one.
-        redirect_uri=app.redirect_uri or "http://127.0.0.1/unused",
+        redirect_uri=_redirect_uri(app),
         state=state,
         scope=SCOPE,
         open_browser=False,
@@ -85,6 +93,51 @@ def make_oauth(app: SpotifyApp, token_info: dict | None = None, state: str | Non
     oauth.OAUTH_AUTHORIZE_URL = f"{app.accounts}/authorize"
     oauth.OAUTH_TOKEN_URL = f"{app.accounts}/api/token"
     return oauth
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE (RFC 7636) code_verifier and its S256 code_challenge."""
+    verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]: within 43..128
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def authorize_url(app: SpotifyApp, *, state: str, code_challenge: str) -> str:
+    """Spotify's consent page for the Authorization Code flow with PKCE (S256)."""
+    query = {"client_id": app.client_id, "response_type": "code", "redirect_uri": _redirect_uri(app),
+             "scope": SCOPE, "state": state, "code_challenge_method": "S256", "code_challenge": code_challenge}
+    return f"{app.accounts}/authorize?{urlencode(query)}"
+
+
+def request_tokens(app: SpotifyApp, code: str, code_verifier: str | None = None) -> dict:
+    """Trade an authorization code (and its PKCE verifier) for tokens at Spotify's token endpoint.
+
+    Done here rather than by spotipy: `SpotifyOAuth` sends no `code_verifier`, and without a
+    code it falls into an interactive prompt. Raises SpotifyOauthError when Spotify refuses,
+    requests' errors when it cannot be reached.
+    """
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": _redirect_uri(app)}
+    if code_verifier:
+        form["code_verifier"] = code_verifier
+    response = _session().post(f"{app.accounts}/api/token", data=form, auth=(app.client_id, app.client_secret),
+                               timeout=REQUEST_TIMEOUT_S)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200 or "access_token" not in body:
+        raise SpotifyOauthError(f"token endpoint answered {response.status_code}",
+                                error=body.get("error") or f"http_{response.status_code}",
+                                error_description=body.get("error_description"))
+    return body
+
+
+def client_for_access_token(app: SpotifyApp, access_token: str) -> spotipy.Spotify:
+    """A spotipy client on one access token (no auth manager, so never a prompt or a refresh)."""
+    sp = spotipy.Spotify(auth=access_token, requests_session=_session(), requests_timeout=REQUEST_TIMEOUT_S,
+                         retries=0, status_retries=0, backoff_factor=0)
+    sp.prefix = app.api
+    return sp
 
 
 def oauth_for_refresh_token(app: SpotifyApp, refresh_token: str) -> SpotifyOAuth:

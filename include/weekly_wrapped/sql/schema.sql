@@ -107,6 +107,30 @@ alter table app.users alter column email_confirmed_at drop default;
 -- A new address waiting for its confirmation; `email` stays in use until then.
 alter table app.users add column if not exists pending_email text;
 
+-- Who may join outside demo mode (weekly_wrapped.users.invites): one code per person, stored
+-- only as its SHA-256; revocable; claimed by the first Spotify account that joins with it.
+create table if not exists app.invites (
+    code_sha256 text primary key,
+    label       text not null unique,      -- whom the operator gave it to, e.g. "ana"
+    created_at  timestamptz not null default now(),
+    revoked_at  timestamptz,
+    used_by     text references app.users (user_id) on delete set null,
+    used_at     timestamptz
+);
+-- Invite codes tried on the onboarding page, for its rate limit (rows older than a day are dropped).
+create table if not exists app.onboarding_attempts (
+    id          bigserial primary key,
+    code_sha256 text,                      -- what was typed, hashed (null: nothing typed)
+    succeeded   boolean not null,
+    at          timestamptz not null default now()
+);
+create index if not exists onboarding_attempts_at on app.onboarding_attempts (at);
+-- OAuth states already used at the callback, kept until they expire: a replayed callback fails.
+create table if not exists app.oauth_states_used (
+    state_sha256 text primary key,
+    expires_at   timestamptz not null
+);
+
 create table if not exists app.ingest_cursors (
     user_id    text primary key references app.users (user_id),
     after_ms   bigint not null,   -- played_at (epoch ms) of the newest play Kafka acknowledged
@@ -214,3 +238,20 @@ do $$ begin
         check (status in ('rendered', 'sending', 'sent', 'unknown'));
 exception when duplicate_object then null;
 end $$;
+
+-- Consent e-mails (weekly_wrapped.users.consent): the reminder two weeks before the refresh token's
+-- six months run out, and the "reconnect" notice once a user is needs_reauth. Each is sent once per
+-- consent: one sent before the current consent_at (the user reconnected since) no longer counts.
+alter table app.users add column if not exists consent_reminder_sent_at timestamptz;
+alter table app.users add column if not exists reauth_notice_sent_at timestamptz;
+
+-- Operator alerts (weekly_wrapped.alerts): one row per problem, mailed once per occurrence.
+-- A problem that is resolved and comes back is a new occurrence (first_seen_at again, mailed again).
+create table if not exists app.alerts (
+    problem_key    text primary key,       -- e.g. dag_failed:spotify_ingest, stale_poll:<user id>
+    summary        text not null,          -- the line the e-mail shows (latest seen)
+    first_seen_at  timestamptz not null default now(),  -- start of the current occurrence
+    last_seen_at   timestamptz not null default now(),
+    last_mailed_at timestamptz,            -- null: not mailed yet in this occurrence
+    resolved_at    timestamptz             -- null: still a problem
+);

@@ -9,7 +9,6 @@ until they connect again.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,9 +17,7 @@ from spotipy.exceptions import SpotifyOauthError
 
 from weekly_wrapped import db
 from weekly_wrapped.spotify import client as spotify
-from weekly_wrapped.users import tokens
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+from weekly_wrapped.users import addresses, invites, tokens
 
 
 class OnboardingError(ValueError):
@@ -46,20 +43,31 @@ def decrypt_token(token_secret: str, encrypted: str) -> str:
     return tokens.decrypt(token_secret, encrypted)
 
 
-def check_profile(email: str, time_zone: str) -> None:
-    """Raise OnboardingError unless the e-mail looks like one and the time zone is a real IANA name."""
-    if not _EMAIL.match(email or ""):
-        raise OnboardingError(f"not an e-mail address: {email!r}")
+def check_profile(email: str, time_zone: str) -> str:
+    """The address, normalized; OnboardingError unless it is exactly one valid address (email-validator,
+    no DNS look-up) and the time zone a real IANA name."""
+    try:
+        email = addresses.normalized(email)
+    except addresses.AddressError as exc:
+        raise OnboardingError(str(exc)) from None
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise OnboardingError(f"not an IANA time zone: {time_zone!r}") from exc
+    return email
 
 
 def save_user(dsn: str, token_secret: str, *, user_id: str, display_name: str | None, email: str,
-              time_zone: str, refresh_token: str, consent_at: datetime | None = None) -> None:
-    """Insert or update a user as active with a freshly consented, encrypted refresh token."""
-    check_profile(email, time_zone)
+              time_zone: str, refresh_token: str, consent_at: datetime | None = None,
+              invite_sha256: str | None = None) -> bool:
+    """Store a freshly consented user as active with the encrypted refresh token; True if new.
+
+    A new user gets `email` unconfirmed (`users.addresses.ask_to_confirm` mails it). An existing
+    user's address is never replaced here, only the token, consent, status and time zone: a new
+    address must be confirmed first. With `invite_sha256`, the invite is claimed for this user in
+    the same transaction (`invites.InviteError` if it is revoked or another account's).
+    """
+    email = check_profile(email, time_zone)
     consent_at = consent_at or datetime.now(timezone.utc)
     with db.transaction(dsn) as cur:
         cur.execute(
@@ -68,37 +76,46 @@ def save_user(dsn: str, token_secret: str, *, user_id: str, display_name: str | 
                                    consent_at, status, status_reason)
             values (%s, %s, %s, %s, %s, %s, 'active', null)
             on conflict (user_id) do update set
-                display_name = excluded.display_name, email = excluded.email,
-                time_zone = excluded.time_zone,
+                display_name = excluded.display_name, time_zone = excluded.time_zone,
                 refresh_token_encrypted = excluded.refresh_token_encrypted,
                 consent_at = excluded.consent_at, status = 'active', status_reason = null,
                 updated_at = now()
+            returning (xmax = 0)
             """,
             (user_id, display_name, email, time_zone, encrypt_token(token_secret, refresh_token), consent_at),
         )
+        created = cur.fetchone()[0]
+        if invite_sha256:
+            invites.claim(cur, invite_sha256, user_id)
+    return created
 
 
-def exchange_code(app: spotify.SpotifyApp, code: str) -> tuple[dict, str]:
-    """Trade an authorization code for tokens; returns (the Spotify profile from /me, refresh token)."""
-    oauth = spotify.make_oauth(app)
+def exchange_code(app: spotify.SpotifyApp, code: str, code_verifier: str | None = None) -> tuple[dict, str]:
+    """Trade an authorization code (with its PKCE verifier) for tokens; returns (the Spotify
+    profile from /me, refresh token). OnboardingError when Spotify refuses."""
+    if not code:
+        raise OnboardingError("Spotify sent no authorization code")
     try:
-        oauth.get_access_token(code, as_dict=False, check_cache=False)
+        tokens_ = spotify.request_tokens(app, code, code_verifier)
     except SpotifyOauthError as exc:
-        raise OnboardingError(f"Spotify refused the authorization code: {exc.error}") from exc
-    refresh_token = spotify.current_refresh_token(oauth)
+        raise OnboardingError(f"Spotify refused the authorization code: {exc.error}") from None
+    refresh_token = tokens_.get("refresh_token")
     if not refresh_token:
         raise OnboardingError("Spotify returned no refresh token")
-    profile = spotify.make_client(app, oauth).me()
+    profile = spotify.client_for_access_token(app, tokens_["access_token"]).me()
     return profile, refresh_token
 
 
 def onboard_with_code(dsn: str, token_secret: str, app: spotify.SpotifyApp, *, code: str, email: str,
-                      time_zone: str) -> str:
-    """The onboarding page's back end: code from Spotify's redirect + e-mail + time zone -> user id."""
-    check_profile(email, time_zone)  # before spending the one-time code
-    profile, refresh_token = exchange_code(app, code)
+                      time_zone: str, code_verifier: str | None = None, invite_sha256: str | None = None) -> str:
+    """The onboarding page's back end: code from Spotify's redirect + e-mail + time zone -> user id.
+
+    See `save_user`: an existing user's address is kept; the caller asks to confirm a new one.
+    """
+    email = check_profile(email, time_zone)  # before spending the one-time code
+    profile, refresh_token = exchange_code(app, code, code_verifier)
     save_user(dsn, token_secret, user_id=profile["id"], display_name=profile.get("display_name"),
-              email=email, time_zone=time_zone, refresh_token=refresh_token)
+              email=email, time_zone=time_zone, refresh_token=refresh_token, invite_sha256=invite_sha256)
     return profile["id"]
 
 

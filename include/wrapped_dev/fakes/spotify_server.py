@@ -4,7 +4,8 @@ It follows Spotify's 2026 protocol for development-mode apps closely enough that
 ingestion bugs show up against it:
 
 - Accounts: `GET /authorize` (Authorization Code flow; redirects back with `code`
-  and `state`), `POST /api/token` with `authorization_code` and `refresh_token`
+  and `state`; PKCE: a `code_challenge` (S256 only) makes the token request need the
+  matching `code_verifier`), `POST /api/token` with `authorization_code` and `refresh_token`
   grants, client auth by HTTP Basic or form fields, `invalid_grant` for unknown,
   used or revoked codes/refresh tokens.
 - Web API under `/v1`: `/me`, `/me/player/recently-played` (cursors `after` /
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import re
@@ -60,6 +62,12 @@ DEFAULT_SCOPE = "user-read-recently-played"
 SEARCH_MAX_LIMIT = 10  # 2026, development-mode apps: at most 10 items per type
 SEARCH_DEFAULT_LIMIT = 5
 SEARCH_TYPES = ("album", "artist", "playlist", "track", "show", "episode", "audiobook")
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code_challenge of a PKCE code_verifier (RFC 7636 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii", errors="replace")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 def parse_instant(value) -> int:
@@ -436,10 +444,13 @@ class Handler(BaseHTTPRequestHandler):
         if user_id not in self.fake.users or q.get("deny"):
             back = {"error": "access_denied", **({"state": q["state"]} if "state" in q else {})}
             return self._send(302, None, {"Location": f"{q['redirect_uri']}{sep}{urlencode(back)}"})
+        challenge = q.get("code_challenge")
+        if challenge and q.get("code_challenge_method") != "S256":
+            return self._send(400, "<h1>code_challenge_method must be S256</h1>")
         code = secrets.token_urlsafe(24)
         with self.fake.lock:
             self.fake.codes[code] = {"user_id": user_id, "redirect_uri": q["redirect_uri"],
-                                     "scope": q.get("scope", DEFAULT_SCOPE)}
+                                     "scope": q.get("scope", DEFAULT_SCOPE), "code_challenge": challenge}
         back = {"code": code, **({"state": q["state"]} if "state" in q else {})}
         self._send(302, None, {"Location": f"{q['redirect_uri']}{sep}{urlencode(back)}"})
 
@@ -474,6 +485,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(400, {"error": "invalid_grant", "error_description": "Invalid authorization code"})
             if info["redirect_uri"] != form.get("redirect_uri"):
                 return self._send(400, {"error": "invalid_grant", "error_description": "Invalid redirect URI"})
+            if info["code_challenge"]:
+                # PKCE: a code issued for a challenge needs the verifier behind it (RFC 7636 4.6).
+                verifier = form.get("code_verifier")
+                if not verifier:
+                    return self._send(400, {"error": "invalid_request", "error_description": "code_verifier required"})
+                if pkce_challenge(verifier) != info["code_challenge"]:
+                    return self._send(400, {"error": "invalid_grant", "error_description": "code_verifier was incorrect"})
             refresh = "fake-rt-" + secrets.token_urlsafe(32)
             with self.fake.lock:
                 self.fake.refresh_tokens[refresh] = {"user_id": info["user_id"], "scope": info["scope"],
