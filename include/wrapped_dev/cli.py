@@ -6,6 +6,8 @@
     wrapped down      stop everything `up` started, by process group
     wrapped demo      up, onboard demo listeners, run the DAGs through Airflow to a delivered e-mail
     wrapped airflow … the `airflow` CLI with the stack's settings (e.g. `wrapped airflow dags list`)
+    wrapped invite create --label NAME | list | revoke CODE_OR_LABEL
+                      invite codes for the onboarding page (needed outside demo mode)
     wrapped preview --user U --week YYYY-MM-DD [--out FILE]
                       one user's recap to an HTML file (and its text part), without sending
 """
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     p_airflow = sub.add_parser("airflow", help="run the airflow CLI against the local stack",
                                add_help=False)
     p_airflow.add_argument("args", nargs=argparse.REMAINDER)
+    p_invite = sub.add_parser("invite", help="invite codes for the onboarding page: create --label NAME | list | "
+                                             "revoke CODE_OR_LABEL", add_help=False)
+    p_invite.add_argument("args", nargs=argparse.REMAINDER)
     p_demo = sub.add_parser("demo", help="run the whole pipeline for the demo listeners, through Airflow")
     p_demo.add_argument("--timeout", type=int, default=900, help="seconds to wait for each DAG run")
     p_consumer = sub.add_parser("consumer", help="the streaming consumer, by hand (the spark_consumers DAG "
@@ -187,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
 
         airflow_bin = str(venv_bin() / "airflow")
         os.execve(airflow_bin, [airflow_bin, *args.args], service_env(settings))
+    if args.command == "invite":
+        from weekly_wrapped.users import invites
+
+        return invites.main(args.args, dsn=settings.warehouse_dsn, public_url=settings.public_url)
     if args.command == "up":
         up(settings, with_airflow=not args.no_airflow)
         return 0

@@ -86,7 +86,6 @@ class Settings:
     demo_mode: bool
     public_url: str
     admin_email: str
-    invite_code: str
 
     @property
     def warehouse_dsn(self) -> str:
@@ -127,8 +126,7 @@ class Settings:
 
         return OnboardingConfig(dsn=self.warehouse_dsn, spotify_app=self.spotify_app,
                                 token_secret=self.token_secret, link_secret=self.link_secret,
-                                demo_mode=self.demo_mode, public_url=self.public_url,
-                                invite_code=self.invite_code)
+                                demo_mode=self.demo_mode, public_url=self.public_url)
 
 
 # The local stack's published secrets: fine for the demo, refused outside demo mode.
@@ -194,5 +192,4 @@ def load_settings() -> Settings:
         demo_mode=_env("WRAPPED_DEMO_MODE", "true") == "true",
         public_url=_env("WRAPPED_PUBLIC_URL", f"http://127.0.0.1:{airflow_port}"),
         admin_email=_env("WRAPPED_ADMIN_EMAIL", "operator@localhost"),
-        invite_code=_env("WRAPPED_INVITE_CODE", ""),
     )

@@ -445,14 +445,13 @@ def test_variables_default_like_the_product(seen):
     from weekly_wrapped.airflow.connections import VARIABLE_DEFAULTS
 
     variables = seen[ONBOARDING]["variables"]
-    # Set on purpose: the invite code (below) and where dbt's logs go (the state volume, not /tmp).
-    deliberate = {"wrapped_invite_code", "wrapped_dbt_artifacts_dir", "wrapped_admin_email"}
+    # Set on purpose: where dbt's logs go (the state volume, not /tmp).
+    deliberate = {"wrapped_dbt_artifacts_dir", "wrapped_admin_email"}
     for name, default in VARIABLE_DEFAULTS.items():
         if default is not None and name not in deliberate:
             assert variables[name] == default, name
     assert variables["wrapped_dbt_artifacts_dir"].startswith("/opt/wrapped/state/")
     assert variables["wrapped_token_secret"] == example_env()["WRAPPED_TOKEN_SECRET"]
-    assert variables["wrapped_invite_code"], "in Docker the onboarding page needs an invite code"
 
 
 def test_connections_have_the_local_stacks_shapes(model):

@@ -95,7 +95,6 @@ def variables(settings: Settings) -> dict[str, str]:
             "AIRFLOW_VAR_WRAPPED_DEMO_MODE": "true" if settings.demo_mode else "false",
             "AIRFLOW_VAR_WRAPPED_PUBLIC_URL": settings.public_url,
             "AIRFLOW_VAR_WRAPPED_ADMIN_EMAIL": settings.admin_email,
-            "AIRFLOW_VAR_WRAPPED_INVITE_CODE": settings.invite_code,
             "AIRFLOW_VAR_WRAPPED_MUSICBRAINZ_GENRES": "true" if settings.musicbrainz_genres else "false",
             "AIRFLOW_VAR_WRAPPED_SPOTIFY_RPS": f"{settings.spotify_rps:g}",
             "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(settings.state_dir / "dbt")}
