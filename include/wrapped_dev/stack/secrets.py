@@ -18,7 +18,6 @@ LOCAL_NAMES = {
     secrets_check.connection_setting("spotify_default"): "SPOTIFY_CLIENT_SECRET",
     secrets_check.connection_setting("gemini_default"): "GEMINI_API_KEY",
     secrets_check.connection_setting("smtp_default"): "WRAPPED_SMTP_PASSWORD",
-    "Variable wrapped_invite_code": "WRAPPED_INVITE_CODE",
 }
 
 
@@ -31,7 +30,6 @@ def settings_values(settings: Settings) -> dict[str, str | None]:
         secrets_check.connection_setting("spotify_default"): settings.spotify_client_secret,
         secrets_check.connection_setting("gemini_default"): settings.gemini_api_key,
         secrets_check.connection_setting("smtp_default"): settings.smtp_password,
-        "Variable wrapped_invite_code": settings.invite_code,
     }
 
 
