@@ -114,7 +114,9 @@ def weekly_wrapped():
         return send_batch(dsn, batch, gemini=gemini_api(params.get("gemini_conn_id", "gemini_default")),
                           from_addr=smtp_from(smtp),
                           smtp_conn_id=smtp, recommendations=recommendations,
-                          resend_unknown=bool(params.get("resend_unknown")))
+                          resend_unknown=bool(params.get("resend_unknown")),
+                          # every recap carries signed unsubscribe / delete-my-data links (users.leaving)
+                          link_secret=variable("wrapped_link_secret"), public_url=variable("wrapped_public_url"))
 
     # Runs when there was nothing to send too (zero batches).
     @task(trigger_rule="none_failed")

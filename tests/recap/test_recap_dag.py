@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timezone
+from email import message_from_bytes, policy
 
 from conftest import mark_week_complete
 from dag_runs import run_dag_test
@@ -59,6 +60,8 @@ def test_dag_sends_each_ready_week_once(airflow_test_env, recap_db, db, gemini, 
         }),
         "AIRFLOW_CONN_SMTP_DEFAULT": os.environ["AIRFLOW_CONN_SMTP_DEFAULT"],  # set by `sink`
         "WRAPPED_PREVIEW_DIR": str(tmp_path / "preview"),
+        "AIRFLOW_VAR_WRAPPED_LINK_SECRET": settings.link_secret,
+        "AIRFLOW_VAR_WRAPPED_PUBLIC_URL": "http://wrapped.test",
     }
     week = {"week_start": "2026-11-16"}
 
@@ -72,6 +75,10 @@ def test_dag_sends_each_ready_week_once(airflow_test_env, recap_db, db, gemini, 
     assert "weekly_wrapped: {'users': 1, 'sent': 1, 'recap_gemini': 1, 'not_ready': 1}" in second
     assert "not ready: user=dag-bob week=2026-11-16 (not_polled_since_week_end)" in second
     assert len(list(mailbox.glob("*.eml"))) == 1
+    # every recap carries RFC 8058 one-click unsubscribe headers (users.leaving)
+    sent = message_from_bytes(next(mailbox.glob("*.eml")).read_bytes(), policy=policy.default)
+    assert sent["List-Unsubscribe"].startswith("<http://wrapped.test/wrapped/account/unsubscribe?token=")
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     # Bob is polled and dbt builds again: a later run sends his week, and only his (for Ada
     # it is a rerun: nothing new, and no Gemini call).

@@ -40,6 +40,7 @@ from weekly_wrapped.recap.mailer import (
     single_recipient,
 )
 from weekly_wrapped.recap.render import build_message
+from weekly_wrapped.users import leaving
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,23 @@ def compose(
     from_addr: str,
     gemini_timeout_s: float,
     recommendations: ArtistLookup | None = None,
+    link_secret: str | None = None,
+    public_url: str | None = None,
 ) -> tuple[EmailMessage, str]:
-    """The week's e-mail and who wrote its intro ("gemini" / "template")."""
+    """The week's e-mail and who wrote its intro ("gemini" / "template").
+
+    With `link_secret` and `public_url`, it carries signed "unsubscribe" and "delete my data"
+    links in its footer and RFC 8058's List-Unsubscribe headers (users.leaving).
+    """
     facts = facts_from_row(row)
     intro = write_intro(facts, gemini, recommendations=recommendations, timeout_s=gemini_timeout_s)
-    message = build_message(facts, intro, from_addr=from_addr, to_addr=row["email"])
+    headers, account_links = {}, None
+    if link_secret and public_url:
+        headers = leaving.list_unsubscribe_headers(link_secret, public_url, row["user_id"])
+        account_links = {"unsubscribe": leaving.unsubscribe_url(link_secret, public_url, row["user_id"]),
+                         "delete": leaving.delete_request_url(link_secret, public_url, row["user_id"])}
+    message = build_message(facts, intro, from_addr=from_addr, to_addr=row["email"], extra_headers=headers,
+                            account_links=account_links)
     return message, intro.source
 
 
@@ -159,6 +172,8 @@ def send_weekly_recap(
     gemini_timeout_s: float = 20.0,
     resend_unknown: bool = False,
     recommendations: Callable[[str], ArtistLookup] | None = None,
+    link_secret: str | None = None,
+    public_url: str | None = None,
 ) -> dict:
     """Render the week's e-mail once (stored), then send the stored bytes at most once. Returns the outcome.
 
@@ -168,6 +183,7 @@ def send_weekly_recap(
     it raises DeliveryUnknown when the outcome cannot be known. Any other exception means
     not delivered and is raised (the stored message waits for the next attempt).
     `recommendations(user_id)` gives the ArtistLookup when the installation opted in.
+    `link_secret` and `public_url` sign the e-mail's unsubscribe and delete links (see `compose`).
     """
     from weekly_wrapped.recap.mailer import send_stored
 
@@ -183,10 +199,10 @@ def send_weekly_recap(
             conn.rollback()  # end the read transaction before the slow part
             if row is None:
                 return {**outcome, "status": "no_data"}
-            if row.get("user_status") != "active":
+            if row.get("user_status") != "active" or row.get("email_confirmed_at") is None:
                 return {**outcome, "status": "not_active"}
             lookup = recommendations(user_id) if recommendations else None
-            message, source = compose(row, gemini, from_addr, gemini_timeout_s, lookup)
+            message, source = compose(row, gemini, from_addr, gemini_timeout_s, lookup, link_secret, public_url)
             try:
                 recipient = single_recipient(message)
             except RecipientError as exc:

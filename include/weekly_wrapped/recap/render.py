@@ -241,8 +241,10 @@ def render_bodies(
     intro: Intro,
     pictures: list[Chart] | None = None,
     picture_src: Callable[[Chart], str] | None = None,
+    account_links: dict[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(html, text) bodies. `picture_src` gives each picture's src (default: its cid: reference)."""
+    """(html, text) bodies. `picture_src` gives each picture's src (default: its cid: reference).
+    `account_links` ({"unsubscribe": url, "delete": url}) go in the footer (a preview has none)."""
     pictures = charts(facts) if pictures is None else pictures
     src = picture_src or (lambda chart: f"cid:{content_id(chart, facts)}")
     context = {
@@ -269,6 +271,7 @@ def render_bodies(
             ("Most skipped", facts.top_skipped_tracks, "skip", False),
         ],
         "spotify_url": SPOTIFY_URL,
+        "account_links": account_links,
     }
     env = _environment()
     html = _inliner().inline(env.get_template("recap_email.html.j2").render(context))
@@ -296,14 +299,17 @@ def build_message(
     sent_at: datetime | None = None,
     message_id_domain: str | None = None,
     extra_headers: dict[str, str] | None = None,
+    account_links: dict[str, str] | None = None,
 ) -> EmailMessage:
     """The complete e-mail: text, then HTML with its pictures attached by Content-ID.
 
-    `extra_headers` are added as given (e.g. List-Unsubscribe).
+    `extra_headers` are added as given (e.g. List-Unsubscribe); `account_links` ({"unsubscribe",
+    "delete"}: URLs) go in the footer of both parts.
     """
     domain = message_id_domain or DEFAULT_MESSAGE_ID_DOMAIN
     pictures = charts(facts)
-    html, text = render_bodies(facts, intro, pictures, lambda chart: f"cid:{content_id(chart, facts, domain)}")
+    html, text = render_bodies(facts, intro, pictures, lambda chart: f"cid:{content_id(chart, facts, domain)}",
+                               account_links)
     msg = EmailMessage()
     msg["Subject"] = subject(facts)
     msg["From"] = from_addr

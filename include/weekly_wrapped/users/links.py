@@ -14,7 +14,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 MAX_AGE_S = {
     "confirm_email": 7 * 24 * 3600,
     "unsubscribe": 365 * 24 * 3600,  # a link in an old e-mail should still stop the e-mails
-    "delete_data": 24 * 3600,
+    "delete_request": 365 * 24 * 3600,  # "delete my data" in a recap: asks for the e-mailed confirmation
+    "delete_data": 24 * 3600,  # the e-mailed confirmation that deletes
     "reconnect": 30 * 24 * 3600,
     "oauth_state": 15 * 60,
     "session": 30 * 24 * 3600,
