@@ -18,6 +18,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
 from weekly_wrapped.marts.cosmos_config import dbt_task_group
 
@@ -32,6 +33,8 @@ DAG_ID = Path(__file__).stem
     max_active_runs=1,  # two builds of the same schemas at once would collide
     tags=["weekly-wrapped", "dbt", "marts"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
+    on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
     params={
         "full_refresh": Param(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from airflow.sdk import dag, task
 
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import RAW_PLAYS
 
 DAG_ID = Path(__file__).stem
@@ -31,6 +32,8 @@ DAG_ID = Path(__file__).stem
     max_active_runs=1,  # two supervisors could start two consumers on one checkpoint
     tags=["weekly-wrapped", "spark", "kafka", "streaming"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
+    on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
 )
 def spark_consumers():

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import KAFKA_PLAYS
 
 DAG_ID = Path(__file__).stem
@@ -45,6 +46,8 @@ DAG_ID = Path(__file__).stem
         "path": Param("", type="string", minLength=1,
                       description="the export as the workers see it: the zip Spotify sends, its unpacked folder, or one file"),
     },
+    on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
+    on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
 )
 def spotify_history_import():

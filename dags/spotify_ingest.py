@@ -47,6 +47,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import KAFKA_PLAYS
 
 DAG_ID = Path(__file__).stem
@@ -73,6 +74,8 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
         "musicbrainz_genres_per_run": Param(None, type=["null", "integer"], minimum=0,
                                             description="artists whose genres may be looked up this run"),
     },
+    on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
+    on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
 )
 def spotify_ingest():

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, task
 
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED
 
 DAG_ID = Path(__file__).stem
@@ -64,6 +65,8 @@ PARALLEL_BATCHES = 4
         "gemini_conn_id": Param("gemini_default", type="string"),
         "smtp_conn_id": Param("smtp_default", type="string"),
     },
+    on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
+    on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
 )
 def weekly_wrapped():
@@ -120,12 +123,20 @@ def weekly_wrapped():
 
     # Runs when there was nothing to send too (zero batches).
     @task(trigger_rule="none_failed")
-    def summarize(outcomes: list[list[dict]], not_ready: list[dict]) -> dict:
-        """Counts by status and recap source, for the run's log and XCom; fails the run when a send failed."""
+    def summarize(outcomes: list[list[dict]], not_ready: list[dict], params=None) -> dict:
+        """Counts by status and recap source, for the run's log and XCom; alerts the operator about
+        users left out (weekly_wrapped.alerts); fails the run when a send failed."""
         from weekly_wrapped.recap.job import count_outcomes
 
-        summary = count_outcomes([o for batch in outcomes for o in batch], not_ready)
+        flat = [o for batch in outcomes for o in batch]
+        summary = count_outcomes(flat, not_ready)
         print(f"weekly_wrapped: {summary}")
+        if not params.get("preview_only") and not params.get("week_start"):  # a normal run sees every due week
+            from weekly_wrapped import alerts
+            from weekly_wrapped.airflow.connections import variable, warehouse_dsn
+
+            alerts.check_recap_send(warehouse_dsn(params.get("warehouse_conn_id", "postgres_default")),
+                                    variable("wrapped_admin_email"), flat, not_ready)
         if summary.get("failed"):
             from airflow.sdk.exceptions import AirflowFailException
 

@@ -18,6 +18,7 @@ EXPECTED = {
     "dbt_build": "Asset(name='wrapped_raw_plays'",
     "weekly_wrapped": "@hourly",  # sends each user's week once it is complete in the marts
     "spotify_history_import": "None",
+    "wrapped_watch": "@hourly",  # consent reminders and operator alerts
 }
 
 # Runs in a child: blocks sockets, points Airflow's DB at nowhere, parses one file.
@@ -36,6 +37,7 @@ PARSE = textwrap.dedent("""
             "tags": sorted(dag.tags),
             "catchup": dag.catchup,
             "retries": {t.task_id: t.retries for t in dag.tasks},
+            "callbacks": [type(dag.on_failure_callback).__name__, type(dag.on_success_callback).__name__],
         }
     print(json.dumps(out))
 """)
@@ -70,6 +72,8 @@ def test_dag_imports_cleanly_and_follows_policy(parsed, dag_id):
     assert dag["tags"], "every DAG is tagged"
     assert dag["catchup"] is False
     assert dag["retries"] and all(r >= 2 for r in dag["retries"].values()), dag["retries"]
+    # A failing run alerts the operator once; the next successful run resolves it (weekly_wrapped.alerts).
+    assert dag["callbacks"] == ["AlertOnFailure", "ResolveOnSuccess"]
 
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)

@@ -34,6 +34,7 @@ VARIABLE_DEFAULTS = {
     "wrapped_demo_mode": "false",  # "true" only for the demo: no invite needed, demo secrets accepted
     "wrapped_public_url": None,  # where people reach the api-server, e.g. https://wrapped.example.org
     "wrapped_admin_email": "",  # the operator's address for alerts ("": no alerts)
+    "wrapped_alert_stale_poll_hours": "6",  # alert when an active user has not been polled successfully this long
     "wrapped_ingest_batch_size": "10",  # users per mapped `ingest_batch` task
     "wrapped_ingest_threads": "4",  # users polled at once inside a batch
     "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
