@@ -55,7 +55,6 @@ LINK_SECRET = "Variable wrapped_link_secret"
 # Connections whose password is a secret: the warehouse's, the Spotify client secret, the
 # Gemini API key, the SMTP server's.
 CONNECTION_PASSWORDS = ("postgres_default", "spotify_default", "gemini_default", "smtp_default")
-OTHER_VARIABLES = ("wrapped_invite_code",)
 AIRFLOW_OPTIONS = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
 
 HOW_TO_FIX = "set your own (README, \"Secrets and keys\")"
@@ -105,8 +104,6 @@ def airflow_values() -> tuple[dict[str, str | None], bool]:
 
     values: dict[str, str | None] = {TOKEN_SECRET: conns.optional_variable("wrapped_token_secret"),
                                      LINK_SECRET: conns.optional_variable("wrapped_link_secret")}
-    for name in OTHER_VARIABLES:
-        values[f"Variable {name}"] = conns.optional_variable(name)
     for conn_id in CONNECTION_PASSWORDS:
         values[connection_setting(conn_id)] = conns.connection_password(conn_id)
     demo_mode = conns.variable("wrapped_demo_mode") == "true"  # as the pages read it
