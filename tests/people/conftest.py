@@ -9,23 +9,41 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import closing
 from email import policy
 from email.parser import BytesParser
 
+import psycopg2
 import pytest
+import yaml
 
 from tests.support.ports import free_port
 from tests.support.postgres import private_database
 
+from wrapped_dev.config import REPO_ROOT
 from wrapped_dev.fakes.smtp_sink import start_sink
 
 PUBLIC_URL = "http://wrapped.test"
+MARTS_DIR = REPO_ROOT / "dbt_project" / "models" / "marts"
+
+
+def marts_stand_ins() -> str:
+    """DDL for every dbt mart (all are tables) with exactly its contract's columns and types, in `marts`."""
+    statements = ["create schema if not exists marts;"]
+    for path in sorted(MARTS_DIR.glob("*.yml")):
+        for model in yaml.safe_load(path.read_text())["models"]:
+            body = ", ".join(f'"{c["name"]}" {c["data_type"]}' for c in model["columns"])
+            statements.append(f'create table marts."{model["name"]}" ({body});')
+    return "\n".join(statements)
 
 
 @pytest.fixture(scope="session")
 def people_db(postgres):
-    """DSN of a private database on the warehouse's server with the real schema.sql applied."""
+    """DSN of a private database on the warehouse's server: the real schema.sql, and stand-ins of
+    the dbt marts (empty tables with the contracts' columns)."""
     with private_database(postgres.dsn, "wrapped_people_test", schema=True) as (_, dsn):
+        with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+            cur.execute(marts_stand_ins())
         yield dsn
 
 
