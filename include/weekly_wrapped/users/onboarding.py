@@ -167,7 +167,7 @@ def _form_page(request: Request, config: OnboardingConfig, message: str = "", st
             "<button type='submit'>Connect Spotify</button></form>"
             "<p><small>We read only your recently played tracks. Every recap has a link to stop the e-mails "
             "and to delete your data; you can also disconnect any time in your Spotify account settings."
-            "</small></p>")
+            "</small></p><p><small><a href='account/delete'>Delete my data</a></small></p>")
     response = _page("Weekly Wrapped", body, status)
     _set_cookie(response, request, config, FORM_COOKIE, nonce, FORM_TOKEN_MAX_AGE_S)
     return response
