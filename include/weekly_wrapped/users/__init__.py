@@ -2,4 +2,6 @@
 
 - `accounts`    the `app.users` rows: save, look up, token encryption, needs_reauth
 - `onboarding`  the page served by Airflow's api-server at /wrapped/connect (Spotify consent)
+- `invites`     per-person invite codes (outside demo mode), their rate limit, the operator's command
+- `access_log`  keeps /wrapped/ query strings (OAuth code and state) out of the api-server's log
 """
