@@ -229,6 +229,21 @@ def test_spotifys_answer_without_a_code_or_with_an_error_is_a_friendly_page(conf
     assert refused.status_code == 400 and "Spotify refused" in refused.text
 
 
+def test_a_database_that_does_not_answer_is_a_friendly_page(config, users_of):
+    down = dataclasses.replace(config, dsn="host=127.0.0.1 port=1 dbname=x user=x password=x connect_timeout=2",
+                               demo_mode=False)
+    page = browser(down)
+    refused = start(page, invite="anything")
+    assert refused.status_code == 503 and "try again later" in refused.text
+    back = consent(start(browser(config)).headers["location"], users_of[0])
+    page.cookies.set(STATE_COOKIE, "x")
+    assert page.get("/callback", params=back).status_code == 400  # not ours: no database needed
+    broken = browser(dataclasses.replace(config, dsn=down.dsn))
+    back = consent(start(broken).headers["location"], users_of[0])
+    answer = broken.get("/callback", params=back)
+    assert answer.status_code == 503 and "try again later" in answer.text
+
+
 def test_exactly_one_valid_address(config, users_of):
     page = browser(config)
     for address in ("a@b.c,root", "a@b.c root@x.org", "nope", "ana@localhost", "<ana@example.org>"):

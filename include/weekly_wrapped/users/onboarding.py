@@ -199,11 +199,15 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
     async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
         return _trouble("This request was not one we understand.", 400)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> HTMLResponse:
-        # The exception's type only: messages can carry URLs, addresses or tokens.
-        log.error("onboarding page failed: %s", type(exc).__name__)
-        return _trouble("Something went wrong on our side. Nothing was connected; please try again later.", 503)
+    @app.middleware("http")
+    async def friendly_errors(request: Request, call_next):
+        try:
+            return await call_next(request)
+        except Exception as exc:  # a database down, a setting missing: a page, never a 500
+            # The exception's type only: messages can carry URLs, addresses or tokens.
+            log.error("onboarding page failed: %s", type(exc).__name__)
+            return _trouble("Something went wrong on our side. Nothing was connected; please try again later.",
+                            503)
 
     @app.get("/connect")
     def connect_form(request: Request, invite: str = "") -> HTMLResponse:
