@@ -100,16 +100,16 @@ def dag_failure_problem(dag_id: str, run_id: str | None, reason: str | None) -> 
 
 def alert_text(problems: list[dict]) -> tuple[str, str]:
     """(subject, text) of the one e-mail about these new problems."""
-    first = problems[0]["summary"]
-    subject = f"Weekly Wrapped alert: {first}" if len(problems) == 1 else \
-        f"Weekly Wrapped alert: {len(problems)} problems ({first[:80]}, ...)"
+    # Short: Python's e-mail folding puts a long subject on a continuation line (a leading space).
+    subject = f"Weekly Wrapped alert: {problems[0]['problem_key']}" if len(problems) == 1 else \
+        f"Weekly Wrapped alert: {len(problems)} problems"
     lines = [f"- {p['summary']}\n  (problem {p['problem_key']}, since {p['first_seen_at']:%Y-%m-%d %H:%M} UTC)"
              for p in problems]
     text = ("Weekly Wrapped found new problems:\n\n" + "\n".join(lines) + "\n\n"
             "You get one e-mail per problem, not one per check: these are not mailed again while they last.\n"
             "Once a check passes again its problem is resolved; if it comes back, you hear about it again.\n"
             "All problems and their state: table app.alerts in the warehouse.\n")
-    return subject[:200], text
+    return subject[:70], text
 
 
 # --- I/O: app.alerts and the e-mail ------------------------------------------------------------

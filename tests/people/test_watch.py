@@ -192,13 +192,14 @@ def test_a_dag_failing_twice_is_one_alert_and_again_after_a_success(db, airflow_
     AlertOnFailure()(dag_run_context("spotify_ingest", "scheduled__2026-12-04T08:00"))
     AlertOnFailure()(dag_run_context("spotify_ingest", "scheduled__2026-12-04T09:00"))  # still failing an hour later
     (alert,) = mailbox.to(ADMIN)
-    assert "spotify_ingest" in alert["Subject"] and "scheduled__2026-12-04T08:00" in alert["Subject"]
+    assert alert["Subject"] == "Weekly Wrapped alert: dag_failed:spotify_ingest"
+    assert "scheduled__2026-12-04T08:00" in alert.get_body(("plain",)).get_content()
 
     ResolveOnSuccess()(dag_run_context("spotify_ingest", "scheduled__2026-12-04T10:00"))
     assert alert_rows(db) == {"dag_failed:spotify_ingest": (True, True)}
     AlertOnFailure()(dag_run_context("spotify_ingest", "scheduled__2026-12-05T03:00"))  # it comes back
     assert len(mailbox.to(ADMIN)) == 2
-    assert "scheduled__2026-12-05T03:00" in mailbox.to(ADMIN)[-1]["Subject"]
+    assert "scheduled__2026-12-05T03:00" in mailbox.to(ADMIN)[-1].get_body(("plain",)).get_content()
 
 
 def test_a_stale_poll_twice_is_one_alert_resolved_by_a_poll_and_again_later(db, watch_db, mailbox):
@@ -243,7 +244,8 @@ def test_a_consumer_that_keeps_dying_is_one_alert(db, watch_db, mailbox):
     alerts.check_consumer(watch_db, ADMIN, deaths, now=now)
     alerts.check_consumer(watch_db, ADMIN, deaths, now=now + timedelta(minutes=60))
     (alert,) = mailbox.to(ADMIN)
-    assert "consumer died 2 times" in alert["Subject"]
+    assert alert["Subject"] == "Weekly Wrapped alert: consumer:dying"
+    assert "consumer died 2 times" in alert.get_body(("plain",)).get_content()
     alerts.check_consumer(watch_db, ADMIN, deaths, now=now + timedelta(hours=3))  # quiet since: resolved
     assert alert_rows(db)["consumer:dying"] == (True, True)
 
@@ -263,3 +265,36 @@ def test_users_left_out_of_the_weekly_send_are_one_alert_each(db, watch_db, mail
     alerts.check_recap_send(watch_db, ADMIN, [], [], now=now + timedelta(hours=2))
     assert all(resolved for _, resolved in alert_rows(db).values())
     assert len(mailbox.to(ADMIN)) == 1
+
+
+# --- the hourly DAG wires it all ------------------------------------------------------------------
+
+def test_the_wrapped_watch_dag_sends_notices_and_alerts(db, watch_db, mailbox, airflow_test_env, settings, tmp_path):
+    """One `dag.test()` run of wrapped_watch (child process, real Airflow): the reconnect notice,
+    a stale-poll alert and a consumer alert (the supervisor's record of two recent deaths)."""
+    import os
+    import time
+    from dataclasses import replace
+
+    from dag_runs import run_dag_test
+
+    from weekly_wrapped.streaming import supervisor
+    from wrapped_dev.stack.env import connections, variables
+
+    now = datetime.now(timezone.utc)
+    _, reauth_email = add_user(db, consent_at=now - timedelta(days=200), status="needs_reauth")
+    stale, _ = add_user(db, consent_at=now - timedelta(days=20), created_at=now - timedelta(days=20))
+    private = replace(settings, state_dir=tmp_path / "state", pg_database=db.info.dbname)
+    private.consumer.work_dir.mkdir(parents=True)
+    supervisor._write_state(private.consumer, {"deaths": [{"pid": 1, "at": time.time() - 1200},
+                                                          {"pid": 2, "at": time.time() - 300}]})
+    env = {**airflow_test_env, **connections(private), **variables(private),
+           "AIRFLOW_CONN_SMTP_DEFAULT": os.environ["AIRFLOW_CONN_SMTP_DEFAULT"],  # the sink
+           "AIRFLOW_VAR_WRAPPED_ADMIN_EMAIL": ADMIN, "AIRFLOW_VAR_WRAPPED_PUBLIC_URL": PUBLIC_URL}
+
+    run_dag_test(env, "wrapped_watch")
+
+    assert len(mailbox.to(reauth_email)) == 1
+    subjects = [str(m["Subject"]) for m in mailbox.to(ADMIN)]
+    assert len(subjects) == 2, subjects
+    assert sorted(subjects) == ["Weekly Wrapped alert: consumer:dying", f"Weekly Wrapped alert: stale_poll:{stale}"]
