@@ -312,6 +312,30 @@ def test_wrong_invite_codes_are_rate_limited(config, users_of, people_db):
     assert start(page, invite=code).status_code == 303
 
 
+def test_a_reconnect_link_stands_in_for_the_invite_for_that_user_only(config, users_of, people_db):
+    from weekly_wrapped.users.onboarding import reconnect_url
+
+    config = dataclasses.replace(config, demo_mode=False)
+    url = reconnect_url(config.public_url, config.link_secret, users_of[0])
+    token = parse_qs(urlparse(url).query)["reconnect"][0]
+    page = browser(config)
+    form = page.get("/connect", params={"reconnect": token})
+    assert "Invite code" not in form.text
+    csrf = re.search(r"name='csrf' value='([^']+)'", form.text).group(1)
+    data = {"csrf": csrf, "email": "ana@example.org", "time_zone": "UTC", "reconnect": token}
+    sent = page.post("/connect", data=data, follow_redirects=False)
+    assert sent.status_code == 303
+    refused = page.get("/callback", params=consent(sent.headers["location"], users_of[1]))
+    assert refused.status_code == 400 and "another Spotify account" in refused.text
+    assert user_row(people_db, users_of[1]) is None
+    sent = page.post("/connect", data=data, follow_redirects=False)
+    assert page.get("/callback", params=consent(sent.headers["location"], users_of[0])).status_code == 200
+
+    forged = links.sign("another-secret", "reconnect", {"user_id": users_of[1]})
+    assert "Invite code" in page.get("/connect", params={"reconnect": forged}).text
+    assert page.post("/connect", data={**data, "reconnect": forged}, follow_redirects=False).status_code == 403
+
+
 def test_demo_mode_needs_no_invite(config, users_of):
     page = browser(config, client=("203.0.113.9", 50000))  # no trust in addresses, either way
     form = page.get("/connect")

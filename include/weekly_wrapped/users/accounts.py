@@ -107,13 +107,17 @@ def exchange_code(app: spotify.SpotifyApp, code: str, code_verifier: str | None 
 
 
 def onboard_with_code(dsn: str, token_secret: str, app: spotify.SpotifyApp, *, code: str, email: str,
-                      time_zone: str, code_verifier: str | None = None, invite_sha256: str | None = None) -> str:
+                      time_zone: str, code_verifier: str | None = None, invite_sha256: str | None = None,
+                      only_user_id: str | None = None) -> str:
     """The onboarding page's back end: code from Spotify's redirect + e-mail + time zone -> user id.
 
     See `save_user`: an existing user's address is kept; the caller asks to confirm a new one.
+    With `only_user_id` (a reconnect link), any other Spotify account is refused.
     """
     email = check_profile(email, time_zone)  # before spending the one-time code
     profile, refresh_token = exchange_code(app, code, code_verifier)
+    if only_user_id is not None and profile["id"] != only_user_id:
+        raise OnboardingError("this reconnect link is for another Spotify account")
     save_user(dsn, token_secret, user_id=profile["id"], display_name=profile.get("display_name"),
               email=email, time_zone=time_zone, refresh_token=refresh_token, invite_sha256=invite_sha256)
     return profile["id"]

@@ -4,8 +4,9 @@ A small FastAPI app, served by Airflow's api-server through `plugins/weekly_wrap
 at `/wrapped/connect` (so it needs no process of its own):
 
 1. `GET  /connect`  a form: e-mail, IANA time zone (Spotify's 2026 API gives neither) and,
-   outside demo mode, an invite code (`users.invites`). A cookie and a signed field in the
-   form (double submit) let only this page post the form.
+   outside demo mode, an invite code (`users.invites`), unless it was opened from a signed
+   reconnect link (`reconnect_url`: only that user's Spotify account can then be connected).
+   A cookie and a signed field in the form (double submit) let only this page post the form.
 2. `POST /connect`  refuses cross-site posts (Origin/Referer, then the form token), checks the
    invite (failures rate-limited), the address (email-validator: exactly one address) and the
    time zone, then sends the browser to Spotify's consent page with a random `state` and a
@@ -146,14 +147,36 @@ def _form_token_ok(config: OnboardingConfig, request: Request, token: str) -> bo
     return bool(nonce) and secrets.compare_digest(str(payload.get("connect_form", "")), nonce)
 
 
+def reconnect_url(public_url: str, link_secret: str, user_id: str) -> str:
+    """A link for a known user (e-mails asking to reconnect): the page asks no invite code, and only
+    this user's Spotify account can be connected through it."""
+    token = links.sign(link_secret, "reconnect", {"user_id": user_id})
+    return f"{public_url.rstrip('/')}/wrapped/connect?reconnect={token}"
+
+
+def _reconnecting(config: OnboardingConfig, token: str) -> str | None:
+    """The user id a reconnect token was made for, None if there is none or it is not valid."""
+    if not token:
+        return None
+    try:
+        return str(links.verify(config.link_secret, "reconnect", token)["user_id"])
+    except (links.LinkError, KeyError, TypeError):
+        return None
+
+
 def _form_page(request: Request, config: OnboardingConfig, message: str = "", status: int = 200, *,
-               email: str = "", time_zone: str = "", invite: str = "") -> HTMLResponse:
+               email: str = "", time_zone: str = "", invite: str = "", reconnect: str = "") -> HTMLResponse:
     nonce = _form_nonce(request)
     token = links.sign(config.link_secret, "session", {"connect_form": nonce})
     options = "".join(f"<option value='{z}'>" for z in COMMON_ZONES)
-    invite_field = "" if config.demo_mode else (
-        "<label>Invite code (from whoever runs this Weekly Wrapped)"
-        f"<input name='invite' type='password' required autocomplete='off' value='{html.escape(invite)}'></label>")
+    if _reconnecting(config, reconnect):
+        invite_field = f"<input type='hidden' name='reconnect' value='{html.escape(reconnect)}'>"
+    elif config.demo_mode:
+        invite_field = ""
+    else:
+        invite_field = ("<label>Invite code (from whoever runs this Weekly Wrapped)"
+                        "<input name='invite' type='password' required autocomplete='off' "
+                        f"value='{html.escape(invite)}'></label>")
     error = f"<p style='color:#b00'>{html.escape(message)}</p>" if message else ""
     body = (f"{error}<p>Every Monday morning, a recap of your week on Spotify.</p>"
             # An explicit action: the page's own query (an invite code) is not sent on.
@@ -210,14 +233,19 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
                             503)
 
     @app.get("/connect")
-    def connect_form(request: Request, invite: str = "") -> HTMLResponse:
-        return _form_page(request, config_factory(), invite=invite[:100])
+    def connect_form(request: Request, invite: str = "", reconnect: str = "") -> HTMLResponse:
+        config = config_factory()
+        if reconnect and not _reconnecting(config, reconnect):
+            return _form_page(request, config, "This reconnect link has expired: ask whoever runs Weekly Wrapped "
+                                               "for an invite code.", invite=invite[:100])
+        return _form_page(request, config, invite=invite[:100], reconnect=reconnect[:500])
 
     @app.post("/connect")
     async def connect(request: Request):
         config = config_factory()
         form = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         email, time_zone, code = form.get("email", ""), form.get("time_zone", ""), form.get("invite", "")
+        reconnect = form.get("reconnect", "")
         if not _same_origin(request, config):
             return _page("Not sent", "<p>This form can only be sent from Weekly Wrapped's own page. "
                                      "<a href='connect'>Open it here</a>.</p>", status=403)
@@ -225,7 +253,8 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
             return _form_page(request, config, "This form was open too long or came from elsewhere. "
                                                "Please send it again.", 403, email=email, time_zone=time_zone)
         invite_sha256 = None
-        if not config.demo_mode:
+        only_user = _reconnecting(config, reconnect)
+        if not config.demo_mode and not only_user:
             if invites.too_many_failures(config.dsn, code):
                 return _page("Too many tries", f"<p>Too many wrong invite codes were tried. Please wait "
                                                f"{invites.ATTEMPT_WINDOW_MIN} minutes and try again.</p>", 429)
@@ -239,11 +268,13 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
             email = users.check_profile(email, time_zone)
         except users.OnboardingError as exc:
             hint = "" if time_zone in available_timezones() else " (e.g. Europe/Berlin)"
-            return _form_page(request, config, f"{exc}{hint}", 400, email=email, time_zone=time_zone, invite=code)
+            return _form_page(request, config, f"{exc}{hint}", 400, email=email, time_zone=time_zone, invite=code,
+                              reconnect=reconnect)
         state = secrets.token_urlsafe(32)
         verifier, challenge = spotify.pkce_pair()
         cookie = links.sign(config.link_secret, "oauth_state", {
-            "state": state, "verifier": verifier, "email": email, "time_zone": time_zone, "invite": invite_sha256})
+            "state": state, "verifier": verifier, "email": email, "time_zone": time_zone, "invite": invite_sha256,
+            "only_user": only_user})
         response = RedirectResponse(spotify.authorize_url(config.spotify_app, state=state, code_challenge=challenge),
                                     status_code=303, headers=PAGE_HEADERS)
         _set_cookie(response, request, config, STATE_COOKIE, cookie, STATE_TTL_S)
@@ -277,7 +308,8 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
         try:
             user_id = users.onboard_with_code(
                 config.dsn, config.token_secret, config.spotify_app, code=code, email=started["email"],
-                time_zone=started["time_zone"], code_verifier=started["verifier"], invite_sha256=started["invite"])
+                time_zone=started["time_zone"], code_verifier=started["verifier"], invite_sha256=started["invite"],
+                only_user_id=started.get("only_user"))
         except invites.InviteError as exc:
             return _trouble(f"Your invite cannot be used: {exc}.", 403)
         except users.OnboardingError as exc:
