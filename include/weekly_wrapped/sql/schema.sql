@@ -90,7 +90,7 @@ create table if not exists app.users (
     display_name            text,
     email                   text not null,             -- asked for at onboarding
     time_zone               text not null default 'UTC',  -- IANA name
-    refresh_token_encrypted text,                      -- Fernet, key from WRAPPED_FERNET_KEY
+    refresh_token_encrypted text,                      -- MultiFernet, keys of wrapped_token_secret (users.tokens)
     consent_at              timestamptz,
     status                  text not null default 'active'
         check (status in ('active', 'needs_reauth', 'unsubscribed')),

@@ -1,10 +1,10 @@
 """People: onboarding through Spotify's Authorization Code flow, consent, status.
 
 A user row holds what Spotify cannot tell us in 2026 (the recap e-mail address and
-the IANA time zone, asked for at onboarding), the refresh token encrypted with
-Fernet (`Settings.token_secret` / `WRAPPED_TOKEN_SECRET`) and when consent was given.
-Ingestion polls only `active` users; `invalid_grant` flips a user to `needs_reauth`
-until they connect again.
+the IANA time zone, asked for at onboarding), the refresh token encrypted with the keys
+of `wrapped_token_secret` (`users.tokens`) and when consent was given. Ingestion polls
+only `active` users; `invalid_grant`, or a stored token no configured key decrypts, flips
+a user to `needs_reauth` until they connect again.
 """
 
 from __future__ import annotations
