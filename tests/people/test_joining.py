@@ -155,6 +155,18 @@ def test_a_forged_state_is_refused(config, users_of, people_db):
     refused = other.get("/callback", params=back)
     assert refused.status_code == 400 and "not ours" in refused.text
     assert user_row(people_db, users_of[1]) is None
+    odd = browser(config)
+    start(odd)
+    assert odd.get("/callback", params={"code": "x", "state": "état-forgé"}).status_code == 400
+
+
+def test_an_expired_state_is_refused(config, users_of, people_db, monkeypatch):
+    page = browser(config)
+    back = consent(start(page).headers["location"], users_of[1])
+    monkeypatch.setitem(links.MAX_AGE_S, "oauth_state", -1)  # as if 15 minutes had passed
+    expired = page.get("/callback", params=back)
+    assert expired.status_code == 400 and "longer than 15 minutes" in expired.text
+    assert user_row(people_db, users_of[1]) is None
 
 
 def test_a_replayed_callback_fails_even_with_the_cookie(config, users_of, people_db):

@@ -144,7 +144,7 @@ def _form_token_ok(config: OnboardingConfig, request: Request, token: str) -> bo
         payload = links.verify(config.link_secret, "session", token, max_age_s=FORM_TOKEN_MAX_AGE_S)
     except links.LinkError:
         return False
-    return bool(nonce) and secrets.compare_digest(str(payload.get("connect_form", "")), nonce)
+    return bool(nonce) and secrets.compare_digest(str(payload.get("connect_form", "")).encode(), nonce.encode())
 
 
 def reconnect_url(public_url: str, link_secret: str, user_id: str) -> str:
@@ -301,7 +301,7 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
         except links.LinkError as exc:
             return _trouble("Connecting took longer than 15 minutes." if exc.expired
                             else "This link was not ours.", 400)
-        if not secrets.compare_digest(str(started.get("state", "")), state):
+        if not secrets.compare_digest(str(started.get("state", "")).encode(), state.encode()):
             return _trouble("This answer from Spotify does not belong to what this browser started.", 400)
         if not mark_state_used(config.dsn, state):
             return _trouble("This link was already used.", 400)
