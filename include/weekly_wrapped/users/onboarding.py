@@ -77,7 +77,9 @@ class OnboardingConfig:
 COMMON_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
                 "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney", "UTC")
 # Sent with every page: no framing (clickjacking), no caching, and no Referer to Spotify.
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+# "same-origin", not "no-referrer": under no-referrer browsers send `Origin: null` with the
+# form's own POST, which the cross-site check must refuse.
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
                 "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
