@@ -76,6 +76,18 @@ def test_a_new_address_gets_a_link_and_recaps_only_once_confirmed(people_config,
     assert addresses.confirm(people_db, people_config.link_secret, token_of(link_in(message))).outcome == "already"
 
 
+def test_an_unconfirmed_user_gets_no_recap(people_db, mailbox):
+    from tests.recap.recap_helpers import insert_week, make_row
+    from weekly_wrapped.recap.job import send_weekly_recap
+
+    user_id = add_user(people_db, "unconfirmed@example.com", confirmed=False)
+    with closing(psycopg2.connect(people_db)) as conn, conn:
+        insert_week(conn, make_row(user_id=user_id, user_week_id=f"{user_id}|2026-11-16"))
+    outcome = send_weekly_recap(people_db, user_id, "2026-11-16", gemini=None, from_addr="wrapped@localhost")
+    assert outcome["status"] == "not_active"
+    assert mailbox.messages() == []
+
+
 def test_a_changed_address_keeps_the_old_one_until_the_new_one_is_confirmed(people_config, people_db, mailbox):
     user_id = add_user(people_db, "old@example.com", confirmed=True)
 

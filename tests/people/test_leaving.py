@@ -286,6 +286,9 @@ def test_asking_for_deletion_by_address_tells_nobody_who_has_an_account(people_c
     [message] = mailbox.to(email)
     assert "/wrapped/account/delete/confirm?token=" in message.get_body(("plain",)).get_content()
     assert mailbox.to("nobody-here@example.com") == []
+    # Sent again at once: the same page, and no second e-mail (the page floods no inbox).
+    assert pages.post("/delete", data={"email": email}).text == known.text
+    assert len(mailbox.to(email)) == 1
     assert status_of(people_db, user_id) == "active"  # nothing deleted by asking
 
 

@@ -106,6 +106,9 @@ alter table app.users add column if not exists email_confirmed_at timestamptz de
 alter table app.users alter column email_confirmed_at drop default;
 -- A new address waiting for its confirmation; `email` stays in use until then.
 alter table app.users add column if not exists pending_email text;
+-- When "delete my data" last mailed its confirmation link (weekly_wrapped.users.leaving): at
+-- most one such e-mail per DELETE_MAIL_EVERY, so the page cannot be used to flood an inbox.
+alter table app.users add column if not exists delete_mail_sent_at timestamptz;
 
 -- Who may join outside demo mode (weekly_wrapped.users.invites): one code per person, stored
 -- only as its SHA-256; revocable; claimed by the first Spotify account that joins with it.

@@ -39,6 +39,9 @@ UNSUBSCRIBE_PATH = "/wrapped/account/unsubscribe"
 DELETE_PATH = "/wrapped/account/delete"
 DELETE_CONFIRM_PATH = "/wrapped/account/delete/confirm"
 
+# "Delete my data" mails an account at most this often, however often the page is sent.
+DELETE_MAIL_EVERY_S = 10 * 60
+
 # Kafka's documented defaults (log.retention.hours=168, log.roll.hours=168), for when the
 # topics cannot be asked.
 KAFKA_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -77,33 +80,41 @@ def unsubscribe(dsn: str, link_secret: str, token: str) -> bool:
         return cur.rowcount == 1
 
 
-def _address_of(dsn: str, user_id: str) -> str | None:
-    with db.transaction(dsn) as cur:
-        cur.execute("select email from app.users where user_id = %s", (user_id,))
-        row = cur.fetchone()
-    return row[0] if row else None
-
-
 def request_deletion(config: "OnboardingConfig", *, email: str = "", token: str = "") -> None:
     """Mail the account's address a link that confirms the deletion of its data.
 
     The account is the one a recap's link names (`token`, purpose "delete_request") or the one
-    whose recap address is `email`. Nothing happens for an unknown address, and the caller
-    says the same either way, so the page does not tell who has an account.
+    whose recap address is `email`. Nothing happens for an unknown address, nor when the
+    account was mailed such a link less than DELETE_MAIL_EVERY_S ago; the caller says the same
+    either way, so the page tells nobody who has an account and floods no inbox.
     """
-    if token:
-        user_id = links.verify(config.link_secret, "delete_request", token)["user_id"]
-        address = _address_of(config.dsn, user_id)
-    else:
-        with db.transaction(config.dsn) as cur:
-            cur.execute("select user_id, email from app.users where lower(email) = lower(%s) order by user_id limit 1",
-                        (email.strip(),))
-            row = cur.fetchone()
-        user_id, address = row if row else (None, None)
-    if address is None:
+    user_id = links.verify(config.link_secret, "delete_request", token)["user_id"] if token else None
+    with db.transaction(config.dsn) as cur:
+        cur.execute(
+            """
+            update app.users set delete_mail_sent_at = now()
+            where user_id = (select user_id from app.users
+                             where user_id = %(user_id)s or (%(user_id)s is null and lower(email) = lower(%(email)s))
+                             order by user_id limit 1)
+              and (delete_mail_sent_at is null or delete_mail_sent_at < now() - make_interval(secs => %(every)s))
+            returning user_id, email
+            """,
+            {"user_id": user_id, "email": email.strip(), "every": DELETE_MAIL_EVERY_S})
+        row = cur.fetchone()
+    if row is None:
         return
+    user_id, address = row
     url = delete_confirm_url(config.link_secret, config.public_url, user_id)
     hours = links.MAX_AGE_S["delete_data"] // 3600
+    try:
+        _mail_deletion_link(address, url, hours)
+    except Exception:
+        with db.transaction(config.dsn) as cur:  # not sent: the next request may try again at once
+            cur.execute("update app.users set delete_mail_sent_at = null where user_id = %s", (user_id,))
+        raise
+
+
+def _mail_deletion_link(address: str, url: str, hours: int) -> None:
     notices.send_notice(
         to=address,
         subject="Confirm: delete your Weekly Wrapped data",
