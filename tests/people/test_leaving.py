@@ -210,6 +210,9 @@ def fill_like_the_product(config, user_id: str, email: str) -> None:
     sql(dsn, 'insert into ops.dead_letters (topic, "partition", "offset", payload, error) values '
              "('spotify.plays', 0, %s, %s, 'missing ingested_at'), ('spotify.plays', 1, %s, %s, 'malformed JSON')",
         (offset, json.dumps(play), offset, json.dumps(play)[:40]))
+    # The operator's alerts name users in their keys and summaries (weekly_wrapped.alerts).
+    sql(dsn, "insert into app.alerts (problem_key, summary) values (%s, %s)",
+        (f"stale_poll:{user_id}", f"user {user_id} not polled successfully ever"))
 
 
 def mentions(dsn: str, needle: str) -> dict[str, int]:
@@ -276,6 +279,18 @@ def test_delete_my_data_leaves_nothing_that_carries_the_id(people_config, people
     # The link again: nothing left, and it says so.
     again = pages.post("/delete/confirm", data={"token": confirm_token})
     assert again.status_code == 200 and "nothing left to delete" in again.text
+
+
+def test_only_the_users_own_id_counts_not_ids_that_contain_it(people_db):
+    leaver, _ = add_user(people_db, "short")
+    lookalikes = [f"{leaver}.2", f"{leaver}-b", f"x{leaver}"]  # other users' ids that contain it
+    for problem_key in [f"stale_poll:{leaver}", f"recap_left_out:{leaver}:2026-11-16"] + [
+            f"stale_poll:{other}" for other in lookalikes]:
+        sql(people_db, "insert into app.alerts (problem_key, summary) values (%s, 'x')", (problem_key,))
+    deletion = leaving.delete_user_data(people_db, leaver)
+    assert deletion.rows == {"app.users": 1, "app.alerts": 2}
+    assert sorted(key for (key,) in sql(people_db, "select problem_key from app.alerts where problem_key like %s",
+                                         (f"%{leaver}%",))) == sorted(f"stale_poll:{other}" for other in lookalikes)
 
 
 def test_asking_for_deletion_by_address_tells_nobody_who_has_an_account(people_config, people_db, mailbox, pages):

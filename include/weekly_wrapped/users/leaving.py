@@ -9,7 +9,10 @@
   transaction, every row of every table in the warehouse that carries the user's id: tables
   with a `user_id` column (app, raw, ops, and dbt's staging/intermediate/marts tables, found in
   the catalogue so new tables are covered), rows that reference app.users without a
-  `user_id` column, and dead letters whose payload carries the id.
+  `user_id` column, rows of our operational tables (app, ops) with the id as a whole token in
+  a text column (alert keys such as `stale_poll:<id>`), and dead letters whose payload carries
+  the id. Other users' rows that merely name this user (a play of their public playlist,
+  `context_uri` spotify:user:<id>:...) are theirs and stay.
 
 The marts stay deleted: they are rebuilt from raw.* and app.*, and the one incremental model
 (fct_plays) only rebuilds the days of plays still in raw.plays, where this user has none left.
@@ -156,8 +159,35 @@ where k.contype = 'f' and k.conrelid <> k.confrelid
 """
 
 
+# Text columns of our operational tables (app, ops): ids also hide in keys and messages there,
+# e.g. app.alerts' `stale_poll:<user id>`.
+OPERATIONAL_TEXT_COLUMNS_SQL = """
+select c.table_schema, c.table_name, c.column_name
+from information_schema.columns c
+join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
+where t.table_type = 'BASE TABLE' and c.table_schema in ('app', 'ops')
+  and c.data_type in ('text', 'character varying', 'character', 'json', 'jsonb', 'ARRAY')
+order by 1, 2, c.ordinal_position
+"""
+
+
+def _quoted_name(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
+
+
 def _quoted(schema: str, table: str) -> str:
-    return '"{}"."{}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
+    return f"{_quoted_name(schema)}.{_quoted_name(table)}"
+
+
+# Characters of Spotify user ids: a text holds the id as a whole token when none of these touches it.
+ID_CHARACTERS = "A-Za-z0-9._-"
+
+
+def id_token_pattern(user_id: str) -> str:
+    """A Postgres regex matching `user_id` as a whole token ("stale_poll:ana", "user ana failed", but
+    not "banana" nor "ana.b"): every character escaped, so the id is matched literally."""
+    literal = "".join(c if c.isalnum() else f"\\{c}" for c in user_id)
+    return f"(^|[^{ID_CHARACTERS}]){literal}($|[^{ID_CHARACTERS}])"
 
 
 def carries_id(payload: str | None, user_id: str) -> bool:
@@ -197,15 +227,23 @@ class Deletion:
 def delete_user_data(dsn: str, user_id: str) -> Deletion:
     """Delete every row that carries the user's id, in one transaction (all or nothing)."""
     rows: dict[str, int] = {}
+    token = id_token_pattern(user_id)
     with db.transaction(dsn) as cur:
         cur.execute("select pg_advisory_xact_lock(hashtext('weekly_wrapped.delete_user'), hashtext(%s))", (user_id,))
+        # (schema, table) -> conditions (SQL, parameter), any of which makes a row the user's
+        targets: dict[tuple[str, str], list[tuple[str, str]]] = {}
         cur.execute(USER_ID_TABLES_SQL)
-        targets = {(schema, table): "user_id" for schema, table in cur.fetchall()}
+        for schema, table in cur.fetchall():
+            targets.setdefault((schema, table), []).append(('"user_id" = %s', user_id))
         cur.execute(REFERENCES_TO_USERS_SQL)
         for schema, table, column, on_delete in cur.fetchall():
             # 'n' set null, 'd' set default, 'c' cascade: deleting the user takes care of those rows
-            if (schema, table) not in targets and on_delete in ("a", "r"):
-                targets[(schema, table)] = column
+            if on_delete in ("a", "r"):
+                targets.setdefault((schema, table), []).append((f"{_quoted_name(column)} = %s", user_id))
+        cur.execute(OPERATIONAL_TEXT_COLUMNS_SQL)
+        for schema, table, column in cur.fetchall():
+            if (schema, table) != ("ops", "dead_letters"):  # below, more precisely
+                targets.setdefault((schema, table), []).append((f"{_quoted_name(column)}::text ~ %s", token))
         # Referencing tables first, so no foreign key stops a delete; app.users last of all.
         cur.execute(TABLE_REFERENCES_SQL)
         order = graphlib.TopologicalSorter({table: set() for table in targets})
@@ -213,7 +251,9 @@ def delete_user_data(dsn: str, user_id: str) -> Deletion:
             if (schema, table) in targets and (ref_schema, ref_table) in targets:
                 order.add((ref_schema, ref_table), (schema, table))
         for schema, table in order.static_order():
-            cur.execute(f'delete from {_quoted(schema, table)} where "{targets[(schema, table)]}" = %s', (user_id,))
+            conditions = targets[(schema, table)]
+            cur.execute(f"delete from {_quoted(schema, table)} where " + " or ".join(sql for sql, _ in conditions),
+                        [param for _, param in conditions])
             if cur.rowcount:
                 rows[f"{schema}.{table}"] = cur.rowcount
         # Dead letters: the id is inside the message that could not be loaded.
