@@ -1,5 +1,7 @@
 """The dbt_build DAG: cosmos renders one task per model and per model's tests; it runs on
-RAW_PLAYS, announces MARTS_WRAPPED at the end, and builds the marts for real with dag.test()."""
+RAW_PLAYS and announces MARTS_WRAPPED at the end. That it builds the marts for real, task by
+task through Airflow, is the end-to-end test's part (tests/platform/test_end_to_end.py): a
+second run here with dag.test() took 5-8 minutes for nothing more."""
 
 from __future__ import annotations
 
@@ -7,18 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from dag_runs import run_dag_test
 
-import weekly_wrapped
-from weekly_wrapped.marts.dbt_runner import Warehouse
 from weekly_wrapped.marts.manifest import RENDER_MANIFEST, dumps, parse_project, render_manifest
-
-from listening_history import PLAYS, seed_listening_history
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO_ROOT / "dags" / "dbt_build.py"
-SCHEMA_SQL = Path(weekly_wrapped.__file__).parent / "sql" / "schema.sql"
-DAG_DATABASE = "wrapped_dbt_dag_test"
 
 
 def _manifest() -> dict:
@@ -114,55 +109,3 @@ def test_dag_file_only_wires():
     assert not [line for line in source.splitlines() if line.startswith(("from cosmos", "import cosmos"))]
     imports = [line for line in source.splitlines() if line.lstrip().startswith(("from airflow", "import airflow"))]
     assert imports and all(line.strip().startswith("from airflow.sdk import") for line in imports)
-
-
-@pytest.fixture(scope="module")
-def dag_database(postgres, warehouse) -> Warehouse:
-    """A database of its own for the DAG run, with schema.sql and the small listening history."""
-    from tests.support.postgres import create_database
-
-    conn = warehouse(create_database(postgres.dsn, DAG_DATABASE, replace=True))
-    with conn.cursor() as cur:
-        cur.execute(SCHEMA_SQL.read_text())
-    seed_listening_history(conn)
-    return Warehouse(postgres.host, postgres.port, postgres.user, postgres.password, DAG_DATABASE)
-
-
-def test_dag_builds_the_marts_task_by_task(airflow_test_env, dag_database, warehouse, tmp_path):
-    artifacts = tmp_path / "dbt"
-    env = {
-        **airflow_test_env,
-        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
-            "conn_type": "postgres", "host": dag_database.host, "port": dag_database.port,
-            "schema": dag_database.database, "login": dag_database.user, "password": dag_database.password,
-        }),
-        "AIRFLOW_VAR_WRAPPED_DBT_ARTIFACTS_DIR": str(artifacts),
-        "AIRFLOW__COSMOS__CACHE_DIR": str(tmp_path / "cosmos"),
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-    }
-    # dag.test() runs the ~75 tasks one after another, and each starts dbt (2-3 s of imports alone;
-    # 15 s a task on a busy machine, hence the generous timeout).
-    output = run_dag_test(env, "dbt_build", timeout=1800)
-
-    for task_id in ("dbt.stg_spotify__plays.run", "dbt.fct_plays.test", "dbt.wrapped_weekly.run",
-                    "dbt.wrapped_weekly.test", "marts_built"):
-        assert task_id in output
-    conn = warehouse(
-        f"host={dag_database.host} port={dag_database.port} dbname={dag_database.database}"
-        f" user={dag_database.user} password={dag_database.password}"
-    )
-    with conn.cursor() as cur:
-        cur.execute("select count(*) from marts.fct_plays where user_id in ('berlin', 'tokyo')")
-        assert cur.fetchone()[0] == len(PLAYS) - 1  # the export copy of one play collapsed
-        cur.execute("select user_id, week_start::text, plays, minutes_listened::text from marts.wrapped_weekly"
-                    " order by 1, 2")
-        assert cur.fetchall() == [
-            ("berlin", "2026-08-31", 1, "3.3"),  # the exported play that starts berlin's history
-            ("berlin", "2026-11-09", 2, "10.0"),
-            ("berlin", "2026-11-16", 7, "25.0"),
-            ("lisbon", "2026-11-16", 4, "19.2"),  # exported: skips and an account-data copy left out
-            ("tokyo", "2026-11-16", 1, "3.5"),  # a track still looked up: 3.5 min estimated
-            ("tokyo", "2026-11-23", 3, "22.7"),
-        ]
-    # dbt's log file went where the Variable says, not into the repository
-    assert (artifacts / "logs" / "dbt.log").exists()

@@ -116,3 +116,13 @@ def test_each_listener_got_one_recap_for_the_week(demo_run, warehouse):
         text = message.get_body(preferencelist=("plain",)).get_content()
         assert str(plays) in text
         assert message.get_body(preferencelist=("html",)) is not None
+
+
+def test_dbt_build_ran_task_by_task_and_logged_where_the_variable_says(demo_run):
+    settings, _ = demo_run
+    # The local stack sets wrapped_dbt_artifacts_dir to .local/dbt: dbt's log is there, not in the repository.
+    log = settings.state_dir / "dbt" / "logs" / "dbt.log"
+    assert log.exists()
+    text = log.read_text(errors="replace")
+    for model in ("stg_spotify__plays", "fct_plays", "wrapped_weekly"):
+        assert model in text
