@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator, Mapping
@@ -21,6 +22,18 @@ def create_topics(bootstrap: str, partitions: Mapping[str, int], timeout: float 
                                    for name, n in partitions.items()])
     for future in futures.values():
         future.result(timeout)
+    # Created is not yet served: until each partition has a leader, reads of it fail with
+    # NOT_LEADER_FOR_PARTITION (seen on a busy machine).
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if all(name in topics and topics[name].error is None and len(topics[name].partitions) == n
+               and all(p.leader >= 0 and p.error is None for p in topics[name].partitions.values())
+               for name, n in partitions.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader after {timeout} s: {sorted(partitions)}")
+        time.sleep(0.1)
 
 
 def delete_topics(bootstrap: str, names) -> None:
