@@ -151,3 +151,29 @@ def test_the_lock_goes_with_the_consumer(config):
     assert process.read_pid(supervisor.service(config)) == pid, "the pid file is left behind"
     restarted = supervisor.start(config)
     assert restarted != pid and stand_ins(config) == [restarted]
+
+
+def test_a_consumer_from_before_the_lock_is_known_by_pid_start_time_and_command_line(config, tmp_path):
+    """An upgrade finds a consumer started by the old supervisor (no lock): it is running, a start
+    starts no second one beside it, and stop stops it; a pid file written long after a process
+    with the same command line started is not trusted."""
+    old_job = tmp_path / "old" / "consume_streams.py"
+    old_job.parent.mkdir()
+    old_job.write_text(STAND_IN)
+    config.work_dir.mkdir(parents=True)
+    argv = [sys.executable, str(old_job), "--mode", "continuous", "--checkpoint", str(config.checkpoint)]
+    legacy = subprocess.Popen(argv, start_new_session=True)
+    try:
+        supervisor._wait_for_exec(legacy.pid, argv)
+        supervisor.service(config).pid_file.write_text(str(legacy.pid))
+        assert supervisor.is_running(config)
+        assert supervisor.start(config) == legacy.pid and stand_ins(config) == []
+        os.utime(supervisor.service(config).pid_file, (time.time() + 600, time.time() + 600))
+        assert not supervisor.is_running(config), "a pid file much younger than the process is not its"
+        assert supervisor.stop(config, timeout=2) is False and legacy.poll() is None
+        supervisor.service(config).pid_file.write_text(str(legacy.pid))
+        assert supervisor.stop(config, timeout=5) is True
+        assert legacy.wait(5) is not None
+    finally:
+        legacy.kill()
+        legacy.wait()

@@ -208,12 +208,27 @@ def _proc_cmdline(pid: int) -> list[str]:
         return []
 
 
+def _wait_for_exec(pid: int, argv: list[str], timeout: float = 5.0) -> None:
+    """Until /proc shows the new command line: Popen returns as soon as exec closed its pipe, a
+    moment before the kernel sets the new process's arguments (cmdline reads empty until then)."""
+    deadline = time.monotonic() + timeout
+    while _proc_cmdline(pid) != argv and _proc_start_ticks(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _lock_holder_pid(config: ConsumerConfig) -> int | None:
     """The pid written into the lock file by whoever took the lock (informational)."""
     try:
         return int(config.lock_file.read_text().split()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return None
+
+
+def _leads_its_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 def our_consumer_pid(config: ConsumerConfig) -> int | None:
@@ -225,20 +240,51 @@ def our_consumer_pid(config: ConsumerConfig) -> int | None:
     """
     started = _read_state(config).get("process")
     if not started or not _lock_held(config):
-        return None
+        return _legacy_consumer_pid(config)
     pid = started["pid"]
     if (process.read_pid(service(config)) != pid or _proc_start_ticks(pid) != started["start_ticks"]
             or _proc_cmdline(pid) != started["argv"]):
         return None
-    try:
-        return pid if os.getpgid(pid) == pid else None
-    except ProcessLookupError:
+    return pid if _leads_its_group(pid) else None
+
+
+def _proc_start_epoch(pid: int) -> float | None:
+    ticks = _proc_start_ticks(pid)
+    if ticks is None:
         return None
+    with open("/proc/stat") as f:
+        boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _legacy_consumer_pid(config: ConsumerConfig) -> int | None:
+    """A consumer started by a supervisor from before the lock (it holds none), so that an upgrade
+    stops it rather than starting a second consumer on the same checkpoint: the pid file's process
+    runs the consumer job on our checkpoint without --lock-fd, leads its group, and started within
+    a minute before the pid file was written (by the supervisor that started it)."""
+    pid_file = service(config).pid_file
+    pid = process.read_pid(service(config))
+    if pid is None:
+        return None
+    argv = _proc_cmdline(pid)  # [python, job, --flag, value, ...] as start() builds it
+    flags = dict(zip(argv[2::2], argv[3::2]))
+    if (len(argv) < 2 or not argv[1].endswith("consume_streams.py") or "--lock-fd" in flags
+            or flags.get("--checkpoint") != str(config.checkpoint)):
+        return None
+    started = _proc_start_epoch(pid)
+    try:
+        written = pid_file.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if started is None or not 0 <= written - started <= 60 or not _leads_its_group(pid):
+        return None
+    return pid
 
 
 def is_running(config: ConsumerConfig) -> bool:
-    """A consumer holds the lock of this work dir (ours or not: either way, do not start another)."""
-    return _lock_held(config)
+    """A consumer holds the lock of this work dir (ours or not: either way, do not start another),
+    or a consumer from before the lock runs on our checkpoint."""
+    return _lock_held(config) or _legacy_consumer_pid(config) is not None
 
 
 def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> int:
@@ -254,7 +300,10 @@ def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_ar
         if topics is not None:
             state["topics"] = topics
         topics = state.get("topics")
-        lock_fd = _take_lock(config)
+        # A probe (shared) never waits on another probe, so a held lock is seen at once; _take_lock
+        # only has to wait out other processes' probes.
+        already = _lock_held(config) or _legacy_consumer_pid(config) is not None
+        lock_fd = None if already else _take_lock(config)
         if lock_fd is None:
             if topics is not None:
                 _write_state(config, state)
@@ -277,6 +326,7 @@ def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_ar
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True, pass_fds=(lock_fd,))
             ticks = _proc_start_ticks(proc.pid)
+            _wait_for_exec(proc.pid, argv)
             os.ftruncate(lock_fd, 0)
             os.pwrite(lock_fd, f"{proc.pid} {ticks}\n".encode(), 0)
         finally:
