@@ -89,6 +89,26 @@ def test_plays_are_written_once_with_exact_timestamps(conn):
     assert query(dsn, "select count(*), count(distinct (user_id, played_at, track_id)) from raw.plays") == [(3, 3)]
 
 
+def test_plays_of_someone_who_deleted_their_data_are_not_loaded_until_they_join_again(conn):
+    from cryptography.fernet import Fernet
+
+    from weekly_wrapped.users import accounts, leaving
+
+    c, dsn = conn
+    write(c, 0, batch(plays=[a_play(1, "gone"), a_play(2, "stays")]))
+    leaving.delete_user_data(dsn, "gone")  # while more of their plays are still in Kafka
+    assert query(dsn, "select count(*), count(*) filter (where strpos(user_id_sha256, 'gone') > 0) "
+                      "from app.deleted_users") == [(1, 0)]  # a hash, never the id
+    result = write(c, 1, batch(plays=[a_play(3, "gone"), a_play(4, "stays")]))
+    assert result.plays_rows == 1
+    assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("stays", 2)]
+
+    accounts.save_user(dsn, Fernet.generate_key().decode(), user_id="gone", display_name=None,
+                       email="gone@example.org", time_zone="UTC", refresh_token="r")
+    write(c, 2, batch(plays=[a_play(5, "gone")]))
+    assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("gone", 1), ("stays", 2)]
+
+
 def test_entities_keep_the_freshest_version_and_never_move_backwards(conn):
     c, dsn = conn
     write(c, 0, batch(tracks=[a_track("t1", 10, "v10"), a_track("t1", 30, "v30", 1), a_track("t1", 25, "v25", 2)]))

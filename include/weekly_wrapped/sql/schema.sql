@@ -258,3 +258,11 @@ create table if not exists app.alerts (
     last_mailed_at timestamptz,            -- null: not mailed yet in this occurrence
     resolved_at    timestamptz             -- null: still a problem
 );
+
+-- People who deleted their data (users.leaving): a SHA-256 of the id, never the id, so that plays
+-- of theirs still in Kafka at that moment are not loaded afterwards (streaming.sink). Joining
+-- again removes the row.
+create table if not exists app.deleted_users (
+    user_id_sha256 text primary key,  -- encode(sha256(convert_to(user_id, 'UTF8')), 'hex')
+    deleted_at     timestamptz not null default now()
+);

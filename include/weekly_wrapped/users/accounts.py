@@ -85,6 +85,9 @@ def save_user(dsn: str, token_secret: str, *, user_id: str, display_name: str | 
             (user_id, display_name, email, time_zone, encrypt_token(token_secret, refresh_token), consent_at),
         )
         created = cur.fetchone()[0]
+        # Someone who deleted their data and joins again: their plays load again (streaming.sink).
+        cur.execute("delete from app.deleted_users where user_id_sha256 = encode(sha256(convert_to(%s, 'UTF8')), "
+                    "'hex')", (user_id,))
         if invite_sha256:
             invites.claim(cur, invite_sha256, user_id)
     return created

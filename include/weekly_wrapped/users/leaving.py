@@ -17,7 +17,8 @@
 The marts stay deleted: they are rebuilt from raw.* and app.*, and the one incremental model
 (fct_plays) only rebuilds the days of plays still in raw.plays, where this user has none left.
 What it cannot delete is Kafka's copy of the plays, which ages out by the topics' retention
-(`kafka_retention`).
+(`kafka_retention`); plays of the user still in Kafka are not loaded again, because the
+consumer skips users in app.deleted_users (a SHA-256 of the id, removed if they join again).
 """
 
 from __future__ import annotations
@@ -262,6 +263,9 @@ def delete_user_data(dsn: str, user_id: str) -> Deletion:
         if dead:
             cur.execute("delete from ops.dead_letters where id = any(%s)", (dead,))
             rows["ops.dead_letters"] = cur.rowcount
+        # Plays still in Kafka are not loaded after this (streaming.sink); a hash, not the id.
+        cur.execute("insert into app.deleted_users (user_id_sha256) values (encode(sha256(convert_to(%s, 'UTF8')), "
+                    "'hex')) on conflict (user_id_sha256) do update set deleted_at = now()", (user_id,))
     log.info("deleted the data of one user: %d rows in %d tables", sum(rows.values()), len(rows))
     return Deletion(user_id, rows)
 
