@@ -109,6 +109,9 @@ alter table app.users add column if not exists pending_email text;
 -- When "delete my data" last mailed its confirmation link (weekly_wrapped.users.leaving): at
 -- most one such e-mail per DELETE_MAIL_EVERY, so the page cannot be used to flood an inbox.
 alter table app.users add column if not exists delete_mail_sent_at timestamptz;
+-- The household (weekly_wrapped.page.household): only people who opted in are matched with one
+-- another, named on each other's page and in each other's recap; opting out takes effect at once.
+alter table app.users add column if not exists household_opt_in boolean not null default false;
 
 -- Who may join outside demo mode (weekly_wrapped.users.invites): one code per person, stored
 -- only as its SHA-256; revocable; claimed by the first Spotify account that joins with it.
