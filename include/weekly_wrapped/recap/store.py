@@ -42,10 +42,11 @@ join app.users u on u.user_id = w.user_id
 where w.user_id = %s and w.week_start = %s
 """
 
-# Recaps go only to active users whose address is confirmed (weekly_wrapped.users.addresses).
+# Recaps go only to active users whose address is confirmed (weekly_wrapped.users.addresses)
+# and who have not paused them on their page (weekly_wrapped.page.app).
 ACTIVE_USERS_SQL = """
 select user_id, time_zone, created_at from app.users
-where status = 'active' and email_confirmed_at is not null
+where status = 'active' and email_confirmed_at is not null and not recaps_paused
 order by user_id
 """
 

@@ -109,6 +109,17 @@ alter table app.users add column if not exists pending_email text;
 -- When "delete my data" last mailed its confirmation link (weekly_wrapped.users.leaving): at
 -- most one such e-mail per DELETE_MAIL_EVERY, so the page cannot be used to flood an inbox.
 alter table app.users add column if not exists delete_mail_sent_at timestamptz;
+-- One's page (weekly_wrapped.page.app): "pause e-mails" (the recap job skips paused users), and
+-- when its "send me a link" form last mailed a link (at most one per PAGE_LINK_MAIL_EVERY_S).
+alter table app.users add column if not exists recaps_paused boolean not null default false;
+alter table app.users add column if not exists page_link_mail_sent_at timestamptz;
+-- Exports uploaded on one's page, each imported by a spotify_history_import run (page.imports).
+create table if not exists app.page_imports (
+    run_id      text primary key,          -- the spotify_history_import DAG run
+    user_id     text not null references app.users (user_id),
+    path        text not null,             -- the saved zip, as the workers see it
+    uploaded_at timestamptz not null default now()
+);
 -- The household (weekly_wrapped.page.household): only people who opted in are matched with one
 -- another, named on each other's page and in each other's recap; opting out takes effect at once.
 alter table app.users add column if not exists household_opt_in boolean not null default false;

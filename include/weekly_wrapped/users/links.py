@@ -1,5 +1,5 @@
 """Signed, expiring tokens for links and cookies: confirm an address, unsubscribe, delete
-one's data, reconnect, the OAuth state cookie, a page session.
+one's data, reconnect, the OAuth state cookie, a page session, the links that open one's page.
 
 One secret (Variable `wrapped_link_secret`) signs them all; each use has its own `purpose`
 (itsdangerous's salt), so a token made for one purpose is refused for every other. The
@@ -19,6 +19,8 @@ MAX_AGE_S = {
     "reconnect": 30 * 24 * 3600,
     "oauth_state": 15 * 60,
     "session": 30 * 24 * 3600,
+    "page_link": 14 * 24 * 3600,  # the "your page" link in every recap e-mail
+    "page_login": 30 * 60,  # the link the page's "send me a link" form mails
 }
 
 
