@@ -298,3 +298,51 @@ def test_the_wrapped_watch_dag_sends_notices_and_alerts(db, watch_db, mailbox, a
     subjects = [str(m["Subject"]) for m in mailbox.to(ADMIN)]
     assert len(subjects) == 2, subjects
     assert sorted(subjects) == ["Weekly Wrapped alert: consumer:dying", f"Weekly Wrapped alert: stale_poll:{stale}"]
+
+
+PROBE_DAG = '''
+from datetime import datetime, timezone
+from airflow.sdk import dag, task
+from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
+
+@dag(dag_id="failing_probe", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False,
+     on_failure_callback=AlertOnFailure(), on_success_callback=ResolveOnSuccess())
+def failing_probe():
+    @task(retries=0)
+    def boom():
+        raise RuntimeError("probe failure")
+    boom()
+
+failing_probe()
+'''
+
+RUN_PROBE = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+print("DAG_RUN_STATE", bag.dags["failing_probe"].test().state)
+"""
+
+
+def test_a_real_dag_run_failing_twice_alerts_once(db, airflow_env, airflow_test_env, tmp_path):
+    """Airflow itself calls the notifier when a run fails (`dag.test()` in a child process, as the
+    Dag processor would): two failed runs, one e-mail."""
+    import os
+    import subprocess
+    import sys
+
+    mailbox = airflow_env
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "failing_probe.py").write_text(PROBE_DAG)
+    env = {**airflow_test_env, "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+           **{k: os.environ[k] for k in ("AIRFLOW_CONN_POSTGRES_DEFAULT", "AIRFLOW_CONN_SMTP_DEFAULT",
+                                         "AIRFLOW_VAR_WRAPPED_ADMIN_EMAIL")}}
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", RUN_PROBE, str(dags)], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert "DAG_RUN_STATE failed" in run.stdout, (run.stdout + run.stderr)[-4000:]
+    (alert,) = mailbox.to(ADMIN)
+    assert alert["Subject"] == "Weekly Wrapped alert: dag_failed:failing_probe"
+    assert alert_rows(db) == {"dag_failed:failing_probe": (True, False)}

@@ -13,7 +13,16 @@ from __future__ import annotations
 from airflow.sdk import BaseNotifier
 
 
-class AlertOnFailure(BaseNotifier):
+class _AlertNotifier(BaseNotifier):
+    """Nothing to template: the e-mail's text comes from weekly_wrapped.alerts."""
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Skipped: with no template fields it only builds a Jinja environment from context["dag"],
+        # which `dag.test()` gives as a SerializedDAG that cannot (AttributeError: get_template_env).
+        pass
+
+
+class AlertOnFailure(_AlertNotifier):
     """on_failure_callback: record `dag_failed:<dag_id>` and mail the operator if it is new."""
 
     def notify(self, context) -> None:
@@ -28,7 +37,7 @@ class AlertOnFailure(BaseNotifier):
             self.log.exception("could not record or mail the failure of %s", dag_id)
 
 
-class ResolveOnSuccess(BaseNotifier):
+class ResolveOnSuccess(_AlertNotifier):
     """on_success_callback: a successful run resolves `dag_failed:<dag_id>` (a later failure alerts again)."""
 
     def notify(self, context) -> None:
