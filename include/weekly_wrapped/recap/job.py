@@ -29,6 +29,7 @@ from email.message import EmailMessage
 from typing import Callable, Protocol
 
 from weekly_wrapped import db
+from weekly_wrapped.page.household import TasteMatch, taste_match_on
 from weekly_wrapped.recap import store
 from weekly_wrapped.recap.facts import facts_from_row, last_complete_week_start
 from weekly_wrapped.recap.ai import ArtistLookup, write_intro
@@ -40,6 +41,7 @@ from weekly_wrapped.recap.mailer import (
     single_recipient,
 )
 from weekly_wrapped.recap.render import build_message
+from weekly_wrapped.page import access as page_access
 from weekly_wrapped.users import leaving
 
 log = logging.getLogger(__name__)
@@ -142,11 +144,14 @@ def compose(
     recommendations: ArtistLookup | None = None,
     link_secret: str | None = None,
     public_url: str | None = None,
+    household: TasteMatch | None = None,
 ) -> tuple[EmailMessage, str]:
     """The week's e-mail and who wrote its intro ("gemini" / "template").
 
-    With `link_secret` and `public_url`, it carries signed "unsubscribe" and "delete my data"
-    links in its footer and RFC 8058's List-Unsubscribe headers (users.leaving).
+    With `link_secret` and `public_url`, it carries signed "your page" (page.access), "unsubscribe"
+    and "delete my data" links in its footer and RFC 8058's List-Unsubscribe headers (users.leaving).
+    `household` (page.household, for people who opted in) adds its section; it is not
+    part of the facts, so Gemini never sees it.
     """
     facts = facts_from_row(row)
     intro = write_intro(facts, gemini, recommendations=recommendations, timeout_s=gemini_timeout_s)
@@ -154,9 +159,10 @@ def compose(
     if link_secret and public_url:
         headers = leaving.list_unsubscribe_headers(link_secret, public_url, row["user_id"])
         account_links = {"unsubscribe": leaving.unsubscribe_url(link_secret, public_url, row["user_id"]),
-                         "delete": leaving.delete_request_url(link_secret, public_url, row["user_id"])}
+                         "delete": leaving.delete_request_url(link_secret, public_url, row["user_id"]),
+                         "page": page_access.page_link_url(public_url, link_secret, row["user_id"])}
     message = build_message(facts, intro, from_addr=from_addr, to_addr=row["email"], extra_headers=headers,
-                            account_links=account_links)
+                            account_links=account_links, household=household)
     return message, intro.source
 
 
@@ -196,13 +202,16 @@ def send_weekly_recap(
         source = None
         if stored is None:
             row = store.week_row(conn, user_id, week)
+            # Read when rendered: whoever opted out by now is left out (None: not opted in).
+            household = taste_match_on(conn, user_id, week) if row is not None else None
             conn.rollback()  # end the read transaction before the slow part
             if row is None:
                 return {**outcome, "status": "no_data"}
             if row.get("user_status") != "active" or row.get("email_confirmed_at") is None:
                 return {**outcome, "status": "not_active"}
             lookup = recommendations(user_id) if recommendations else None
-            message, source = compose(row, gemini, from_addr, gemini_timeout_s, lookup, link_secret, public_url)
+            message, source = compose(row, gemini, from_addr, gemini_timeout_s, lookup, link_secret, public_url,
+                                      household)
             try:
                 recipient = single_recipient(message)
             except RecipientError as exc:

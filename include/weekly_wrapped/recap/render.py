@@ -28,6 +28,8 @@ from typing import Callable
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from weekly_wrapped.page import household as household_lines
+from weekly_wrapped.page.household import TasteMatch
 from weekly_wrapped.recap.charts import Chart, charts
 from weekly_wrapped.recap.content import Intro
 from weekly_wrapped.recap.facts import WeekFacts
@@ -242,9 +244,11 @@ def render_bodies(
     pictures: list[Chart] | None = None,
     picture_src: Callable[[Chart], str] | None = None,
     account_links: dict[str, str] | None = None,
+    household: TasteMatch | None = None,
 ) -> tuple[str, str]:
     """(html, text) bodies. `picture_src` gives each picture's src (default: its cid: reference).
-    `account_links` ({"unsubscribe": url, "delete": url}) go in the footer (a preview has none)."""
+    `account_links` ({"unsubscribe": url, "delete": url}) go in the footer (a preview has none).
+    `household` (page.household; only for people who opted in) adds "Your household this week"."""
     pictures = charts(facts) if pictures is None else pictures
     src = picture_src or (lambda chart: f"cid:{content_id(chart, facts)}")
     context = {
@@ -272,6 +276,11 @@ def render_bodies(
         ],
         "spotify_url": SPOTIFY_URL,
         "account_links": account_links,
+        # never part of WeekFacts, so housemates' names never reach the prompt
+        "household": household if household and household.housemates else None,
+        "household_summary": household_lines.summary,
+        "first_heard": household_lines.first_heard_label,
+        "household_note": household_lines.NOTE,
     }
     env = _environment()
     html = _inliner().inline(env.get_template("recap_email.html.j2").render(context))
@@ -300,16 +309,17 @@ def build_message(
     message_id_domain: str | None = None,
     extra_headers: dict[str, str] | None = None,
     account_links: dict[str, str] | None = None,
+    household: TasteMatch | None = None,
 ) -> EmailMessage:
     """The complete e-mail: text, then HTML with its pictures attached by Content-ID.
 
     `extra_headers` are added as given (e.g. List-Unsubscribe); `account_links` ({"unsubscribe",
-    "delete"}: URLs) go in the footer of both parts.
+    "delete"}: URLs) go in the footer of both parts; `household` adds its section (see render_bodies).
     """
     domain = message_id_domain or DEFAULT_MESSAGE_ID_DOMAIN
     pictures = charts(facts)
     html, text = render_bodies(facts, intro, pictures, lambda chart: f"cid:{content_id(chart, facts, domain)}",
-                               account_links)
+                               account_links, household)
     msg = EmailMessage()
     msg["Subject"] = subject(facts)
     msg["From"] = from_addr
