@@ -446,11 +446,13 @@ def test_variables_default_like_the_product(seen):
 
     variables = seen[ONBOARDING]["variables"]
     # Set on purpose: where dbt's logs go (the state volume, not /tmp).
-    deliberate = {"wrapped_dbt_artifacts_dir", "wrapped_admin_email"}
+    # And where uploaded exports go (the same volume, which api-server and workers share).
+    deliberate = {"wrapped_dbt_artifacts_dir", "wrapped_admin_email", "wrapped_import_dir"}
     for name, default in VARIABLE_DEFAULTS.items():
         if default is not None and name not in deliberate:
             assert variables[name] == default, name
     assert variables["wrapped_dbt_artifacts_dir"].startswith("/opt/wrapped/state/")
+    assert variables["wrapped_import_dir"].startswith("/opt/wrapped/state/")
     assert variables["wrapped_token_secret"] == example_env()["WRAPPED_TOKEN_SECRET"]
 
 

@@ -48,6 +48,8 @@ VARIABLE_DEFAULTS = {
     "wrapped_musicbrainz_genres_per_run": "120",  # artists looked up per `spotify_ingest` run (1 a second: 2 min)
     # dbt's logs; the cosmos tasks read it through a template with this default (marts.cosmos_config).
     "wrapped_dbt_artifacts_dir": str(Path(tempfile.gettempdir()) / "weekly_wrapped-dbt"),
+    # Exports uploaded on people's pages (page.imports): a folder the api-server writes and the workers read.
+    "wrapped_import_dir": str(Path(tempfile.gettempdir()) / "weekly_wrapped-imports"),
 }
 
 
