@@ -72,7 +72,8 @@ def state(**overrides) -> ConsentState:
 def test_the_token_ends_six_months_after_consent():
     assert consent.token_expires_at(datetime(2026, 6, 20, 12, tzinfo=timezone.utc)) == \
         datetime(2026, 12, 20, 12, tzinfo=timezone.utc)
-    assert consent.add_months(datetime(2026, 8, 31, tzinfo=timezone.utc), 6) == datetime(2027, 2, 28, tzinfo=timezone.utc)
+    end_of_august = datetime(2026, 8, 31, tzinfo=timezone.utc)
+    assert consent.add_months(end_of_august, 6) == datetime(2027, 2, 28, tzinfo=timezone.utc)
 
 
 def test_the_reminder_is_due_in_the_last_two_weeks_once_per_consent():
