@@ -106,8 +106,10 @@ def weekly_wrapped():
             from weekly_wrapped.recap.job import preview_batch
 
             return preview_batch(dsn, batch)
+        from weekly_wrapped import secrets_check
         from weekly_wrapped.recap.job import send_batch
 
+        secrets_check.refuse_in_task()  # outside demo mode, no recap is signed with a published secret
         recommendations = None
         if variable("wrapped_ai_recommendations").lower() == "true":
             from weekly_wrapped.recap.ai import artist_lookups

@@ -12,6 +12,7 @@ from email import message_from_bytes, policy
 
 from conftest import mark_week_complete
 from dag_runs import run_dag_test
+from wrapped_dev.stack.env import variables
 from recap_helpers import insert_user, insert_week, make_row
 
 # Records what dbt_build's `marts_built` task records: an event of the `wrapped_marts` asset.
@@ -60,7 +61,8 @@ def test_dag_sends_each_ready_week_once(airflow_test_env, recap_db, db, gemini, 
         }),
         "AIRFLOW_CONN_SMTP_DEFAULT": os.environ["AIRFLOW_CONN_SMTP_DEFAULT"],  # set by `sink`
         "WRAPPED_PREVIEW_DIR": str(tmp_path / "preview"),
-        "AIRFLOW_VAR_WRAPPED_LINK_SECRET": settings.link_secret,
+        # The local stack's Variables (demo mode, its secrets), as the DAG would get them there.
+        **variables(settings),
         "AIRFLOW_VAR_WRAPPED_PUBLIC_URL": "http://wrapped.test",
     }
     week = {"week_start": "2026-11-16"}
