@@ -34,7 +34,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from weekly_wrapped import db
-from weekly_wrapped.page import access, imports
+from weekly_wrapped.page import access, history, household, imports, svg
+from weekly_wrapped.page.week_so_far import week_so_far
 from weekly_wrapped.users import addresses, leaving, links
 from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, _same_origin
 
@@ -198,23 +199,10 @@ def _top_list(title: str, items) -> str:
     return f"<div><h3>{_e(title)}</h3><ol class='top'>{''.join(rows)}</ol></div>"
 
 
-def _svg(name: str, *args) -> str:
-    """An inline chart from page.svg, or nothing when the chart cannot be drawn."""
-    from weekly_wrapped.page import svg
-
-    return getattr(svg, name)(*args)
-
-
 def week_section(dsn: str, user_id: str, now: datetime) -> str:
-    from weekly_wrapped.page.week_so_far import week_so_far
-
     week = week_so_far(dsn, user_id, now)
     this = week.this_week
-    clock = ""
-    try:
-        clock = _svg("listening_clock", this.listening_clock)
-    except Exception as exc:
-        log.warning("listening clock not drawn: %s", type(exc).__name__)
+    clock = svg.listening_clock(this.listening_clock) if this.plays else ""
     return (
         "<section id='week' aria-labelledby='week-h'><h2 id='week-h'>Your week so far</h2>"
         f"<p class='muted'>Since Monday 00:00 in {_e(week.time_zone)}.</p>"
@@ -230,9 +218,7 @@ def week_section(dsn: str, user_id: str, now: datetime) -> str:
 
 
 def recaps_section(dsn: str, user_id: str, base: str) -> str:
-    from weekly_wrapped.page.history import past_recaps
-
-    recaps = past_recaps(dsn, user_id)
+    recaps = history.past_recaps(dsn, user_id)
     if not recaps:
         items = "<p class='muted'>No recap has been sent to you yet: the first comes on a Monday morning.</p>"
     else:
@@ -242,24 +228,19 @@ def recaps_section(dsn: str, user_id: str, base: str) -> str:
     return f"<section id='recaps' aria-labelledby='recaps-h'><h2 id='recaps-h'>Past recaps</h2>{items}</section>"
 
 
-def year_section(dsn: str, user_id: str, year: int) -> str:
-    from weekly_wrapped.page.history import year_view
-
-    view = year_view(dsn, user_id, year)
-    heatmap = _svg("year_heatmap", view)
-    months = ""
-    for month in getattr(view, "top_artists_by_month", None) or []:
-        label, artists = (month.get("month"), month.get("artists")) if isinstance(month, dict) else month
-        names = ", ".join(_e(a.get("name") if isinstance(a, dict) else getattr(a, "name", a)) for a in artists or [])
-        months += f"<li><b>{_e(label)}</b>: {names or '<span class=muted>no plays</span>'}</li>"
+def year_section(dsn: str, user_id: str, year: int, now: datetime) -> str:
+    view = history.year_view(dsn, user_id, year, now)
+    months = "".join(
+        f"<li><b>{_e(month.month.strftime('%B'))}</b>: "
+        + ", ".join(_link(a["name"], a.get("spotify_url")) for a in month.artists) + "</li>"
+        for month in view.months)
     months = f"<h3>Top artists by month</h3><ul>{months}</ul>" if months else ""
-    return (f"<section id='year' aria-labelledby='year-h'><h2 id='year-h'>{year} week by week</h2>{heatmap}{months}"
-            "</section>")
+    return (f"<section id='year' aria-labelledby='year-h'><h2 id='year-h'>{year} week by week</h2>"
+            f"{svg.heatmap(view.weeks, year)}<details><summary>Every week's minutes as a table</summary>"
+            f"{svg.heatmap_table(view.weeks, year)}</details>{months}</section>")
 
 
 def household_section(dsn: str, account: dict, week_start: date, base: str, csrf: str) -> str:
-    from weekly_wrapped.page import household
-
     opted_in = bool(account.get("household_opt_in"))
     body = ""
     if opted_in:
@@ -470,7 +451,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
         body = (f"<h1>Your Weekly Wrapped</h1><p>Hello, {_e(name)}.</p>{said}{error}{nav}"
                 + _safely("week", lambda: week_section(config.dsn, user_id, at), "Your week so far")
                 + _safely("recaps", lambda: recaps_section(config.dsn, user_id, base), "Past recaps")
-                + _safely("year", lambda: year_section(config.dsn, user_id, local.year), f"{local.year} week by week")
+                + _safely("year", lambda: year_section(config.dsn, user_id, local.year, at), f"{local.year} week by week")
                 + _safely("household", lambda: household_section(config.dsn, account, monday, base, csrf),
                           "The household")
                 + settings_section(account, base, parent, csrf, config.link_secret, recent)
@@ -552,8 +533,6 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
         if isinstance(checked, Response):
             return checked
         config, user_id, form = checked
-        from weekly_wrapped.page import household
-
         on = form.get("on") == "true"
         await run_in_threadpool(household.set_opt_in, config.dsn, user_id, on)
         return done(request, "household_on" if on else "household_off")
@@ -585,7 +564,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
         user_id = await run_in_threadpool(signed_in, config, request)
         if user_id is None:
             return _sign_in_page(request, "Open your page first: get a link by e-mail.", 403)
-        sent = await run_in_threadpool(_sent_recap, config.dsn, user_id, week)
+        sent = await run_in_threadpool(_sent_recap, config.dsn, user_id, week, _base(request))
         if sent is None:
             return _trouble("There is no recap for that week.", 404)
         return HTMLResponse(sent.html, headers=RECAP_HEADERS)
@@ -596,7 +575,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
         user_id = await run_in_threadpool(signed_in, config, request)
         if user_id is None:
             return Response(status_code=403)
-        sent = await run_in_threadpool(_sent_recap, config.dsn, user_id, week)
+        sent = await run_in_threadpool(_sent_recap, config.dsn, user_id, week, _base(request))
         found = sent.part(content_id) if sent is not None else None
         if not found or not str(found[1]).startswith("image/"):
             return Response(status_code=404)
@@ -607,18 +586,13 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
     return app
 
 
-def _sent_recap(dsn: str, user_id: str, week: str):
+def _sent_recap(dsn: str, user_id: str, week: str, base: str):
     """The user's recap of that week as sent, None when the week is not a date or has none."""
-    from weekly_wrapped.page.history import sent_recap
-
     try:
         week_start = date.fromisoformat(week)
     except ValueError:
         return None
-    try:
-        return sent_recap(dsn, user_id, week_start)
-    except LookupError:
-        return None
+    return history.sent_recap(dsn, user_id, week_start, base + "/recaps/{week_start}/parts/{content_id}")
 
 
 async def _form(request: Request) -> dict[str, str]:
