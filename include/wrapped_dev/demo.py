@@ -195,6 +195,9 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
                                                           "musicbrainz_genres_per_run": missing})
     _run_dag(client, "dbt_build", timeout)
     _run_dag(client, "weekly_wrapped", timeout, conf={"week_start": week_start.isoformat()})
+    # From now on the installation watches itself (consent e-mails, operator alerts) every hour.
+    client.wait_for_dag("wrapped_watch")
+    client.unpause("wrapped_watch")
 
     plays = _query(settings, "select count(*) from raw.plays")[0][0]
     fct = _query(settings, "select count(*) from marts.fct_plays")[0][0]
