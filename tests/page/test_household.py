@@ -8,6 +8,8 @@ the real job code path (`send_weekly_recap`, with a capturing `send`).
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from contextlib import closing
@@ -22,6 +24,7 @@ from weekly_wrapped.marts.dbt_runner import Warehouse, dbt_command, dbt_env, def
 from weekly_wrapped.page.household import set_opt_in, taste_match
 from weekly_wrapped.recap.job import send_weekly_recap
 from tests.support.postgres import private_database
+from wrapped_dev.fakes.gemini_server import make_server
 
 WEEK = date(2026, 11, 16)  # a Monday
 ESTIMATE_MS = 210_000  # var('estimated_play_ms')
@@ -106,6 +109,18 @@ def household_db(postgres, tmp_path_factory):
         run_dbt(dbt_command(default_dbt_bin(), ("run", "--select", "+wrapped_weekly"), artifacts_dir=artifacts),
                 dbt_env(warehouse), log=lambda line: None)
         yield dsn
+
+
+@pytest.fixture(scope="module")
+def gemini():
+    """The fake Gemini in a thread: (settings for the job, the server, whose requests are logged)."""
+    from weekly_wrapped.airflow.connections import GeminiApi
+
+    server = make_server("127.0.0.1", 0, "household-key")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield GeminiApi("household-key", "gemini-2.5-flash", f"http://127.0.0.1:{server.server_port}"), server
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -228,10 +243,10 @@ def test_opting_out_removes_the_person_at_once(opted_in):
     assert not set_opt_in(opted_in, "hh-nobody", True)
 
 
-def render_recap(dsn: str, user_id: str) -> tuple[dict, EmailMessage | None]:
+def render_recap(dsn: str, user_id: str, gemini=None) -> tuple[dict, EmailMessage | None]:
     """The recap of WEEK through the real job path; the message as it was sent."""
     sent = []
-    outcome = send_weekly_recap(dsn, user_id, WEEK, gemini=None, from_addr="Wrapped <wrapped@localhost>",
+    outcome = send_weekly_recap(dsn, user_id, WEEK, gemini=gemini, from_addr="Wrapped <wrapped@localhost>",
                                 send=lambda data, recipient: sent.append(data))
     return outcome, (message_from_bytes(sent[0], policy=policy.default) if sent else None)
 
@@ -240,9 +255,12 @@ def bodies(message) -> tuple[str, str]:
     return (message.get_body(("html",)).get_content(), message.get_body(("plain",)).get_content())
 
 
-def test_the_recap_has_the_household_section_only_for_those_who_opted_in(opted_in):
-    outcome, ana = render_recap(opted_in, "hh-ana")
-    assert outcome["status"] == "sent"
+def test_the_recap_has_the_household_section_only_for_those_who_opted_in(opted_in, gemini):
+    settings, server = gemini
+    outcome, ana = render_recap(opted_in, "hh-ana", settings)
+    assert outcome["status"] == "sent" and outcome["recap_source"] == "gemini"
+    asked = json.dumps(server.state.logged_requests(), ensure_ascii=False)
+    assert "WEEK (JSON)" in asked and "Kenji" not in asked  # the housemate's name never reaches Gemini
     html, text = bodies(ana)
     (mate,) = taste_match(opted_in, "hh-ana", WEEK).housemates
     for body in (html, text):
