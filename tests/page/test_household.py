@@ -283,3 +283,13 @@ def test_the_recap_has_the_household_section_only_for_those_who_opted_in(opted_i
         cur.execute("select message from app.sent_emails where user_id = 'hh-ana' and week_start = %s", (WEEK,))
         stored = message_from_bytes(bytes(cur.fetchone()[0]), policy=policy.default)
     assert "Kenji heard them first" in bodies(stored)[1]
+
+
+def test_the_score_is_a_weighted_jaccard_rounded_half_up():
+    from weekly_wrapped.page.household import score_percent
+
+    assert score_percent({}, {}) == 0  # neither played a known artist
+    assert score_percent({"a": 5}, {"b": 5}) == 0
+    assert score_percent({"a": 3, "b": 1}, {"a": 3, "b": 1}) == 100
+    assert score_percent({"a": 1}, {"a": 8}) == 13  # 12.5% rounds half up
+    assert score_percent({"a": 2, "b": 2}, {"a": 1}) == 25  # min 1 / max (2 + 2)
