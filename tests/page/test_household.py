@@ -175,7 +175,9 @@ def track_plays(user_id: str, start: datetime, end: datetime) -> dict[str, int]:
 
 def expected_score(a: dict[str, int], b: dict[str, int]) -> int:
     keys = set(a) | set(b)
-    ratio = Decimal(100 * sum(min(a.get(k, 0), b.get(k, 0)) for k in keys)) / sum(max(a.get(k, 0), b.get(k, 0)) for k in keys)
+    both = sum(min(a.get(k, 0), b.get(k, 0)) for k in keys)
+    either = sum(max(a.get(k, 0), b.get(k, 0)) for k in keys)
+    ratio = Decimal(100 * both) / either
     return int(ratio.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
 
