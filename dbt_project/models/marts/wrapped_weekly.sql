@@ -1,3 +1,9 @@
+{{
+    config(
+        indexes=[{'columns': ['user_id', 'week_start'], 'unique': true}]
+    )
+}}
+
 {#
     One row per user and week with at least one play. A week starts Monday 00:00 in the
     user's own time zone (dim_user.time_zone). Read by the weekly recap e-mail: column
@@ -8,6 +14,7 @@
     have no row in an optional part (nothing ranked, no skips) its empty value. The parts
     that exist for every week (discoveries, changes, coverage, pictures) give their own nulls,
     which mean "not known" (see docs/recap.md).
+    Indexed on (user_id, week_start): the recap job and the listener's page read one user's weeks.
 #}
 
 with

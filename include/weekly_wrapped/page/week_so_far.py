@@ -268,6 +268,29 @@ where p.user_id = %s and p.played_at >= %s and p.played_at < %s and p.loaded_at 
 """
 
 
+def _durations(cur, track_ids: list[str], marts_built: bool) -> dict[str, int | None]:
+    """Each track's length when known (the marts', else raw.tracks' for one fetched since the build)."""
+    durations = {}
+    if marts_built:
+        cur.execute("select track_id, duration_ms from marts.dim_track where track_id = any(%s) and has_metadata",
+                    (track_ids,))
+        durations = dict(cur.fetchall())
+    missing = [t for t in track_ids if t not in durations]
+    if missing:
+        cur.execute("select track_id, duration_ms from raw.tracks where track_id = any(%s)", (missing,))
+        durations.update(cur.fetchall())
+    return durations
+
+
+def current_week_totals(cur, user_id: str, zone: ZoneInfo, now: datetime) -> tuple[int, Decimal]:
+    """(plays, minutes) of this local week until now: the week so far's figures, without the rest."""
+    now = now.astimezone(UTC)
+    start = local_midnight(local_monday(now.astimezone(zone).date()), zone)
+    plays, previous_end, built_through = read_plays(cur, user_id, start, now + timedelta(microseconds=1))
+    durations = _durations(cur, sorted({p.track_id for p in plays}), built_through is not None)
+    return len(plays), round_minutes(sum(listened_ms(plays, previous_end, durations)))
+
+
 def _catalogue(cur, track_ids: list[str], marts_built: bool) -> Catalogue:
     tracks, albums, artists, durations = {}, {}, {}, {}
     if marts_built:
@@ -381,9 +404,11 @@ def read_week_so_far(cur, user_id: str, now: datetime) -> WeekSoFar:
     this_week = summarize(with_ms, this_start, window_end, zone, catalogue)
     last_week = summarize(with_ms, last_start, min(last_end + timedelta(microseconds=1), this_start), zone, catalogue)
 
-    cur.execute("select min(played_at), max(played_at) filter (where played_at <= %s) from raw.plays where user_id = %s",
-                (now, user_id))
-    known_since, as_of = cur.fetchone()
+    # two queries, each one step down raw.plays' primary key (user_id, played_at, ...)
+    cur.execute("select min(played_at) from raw.plays where user_id = %s", (user_id,))
+    known_since = cur.fetchone()[0]
+    cur.execute("select max(played_at) from raw.plays where user_id = %s and played_at <= %s", (user_id, now))
+    as_of = cur.fetchone()[0]
     cur.execute("select gap_from, gap_to from app.ingest_gaps where user_id = %s and gap_to > %s and gap_from < %s",
                 (user_id, last_start, last_end))
     gaps = cur.fetchall()
