@@ -11,6 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import psycopg2
 import pytest
 
 from tests.recap.recap_truth import ALBUMS, ESTIMATED_PLAY_MS, USERS, _minutes, deduplicate
@@ -192,3 +193,29 @@ def test_a_whole_built_week_equals_the_mart(page_db):
             == row["minutes_by_day"]
         compared += 1
     assert compared == len(page_db.wrapped_weekly) > 30
+
+
+def test_before_any_dbt_build_the_raw_rows_alone_are_read(postgres):
+    """A new installation (no marts yet): the week so far comes from raw.* alone, by the same rules."""
+    from types import SimpleNamespace
+
+    from tests.recap import recap_truth
+    from tests.support.postgres import private_database
+
+    history = recap_truth.build_history()
+    with private_database(postgres.dsn, "wrapped_page_raw", schema=True) as (_, dsn):
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        try:
+            recap_truth.seed(conn, history)
+        finally:
+            conn.close()
+        raw_only = SimpleNamespace(history=history, tracks=recap_truth.TRACKS, artists=recap_truth.ARTISTS)
+        for user_id, local_now in [("berlin", (2026, 10, 21, 20, 0, 5)), ("new_york", (2026, 11, 11, 22, 5)),
+                                   ("apia", (2011, 12, 31, 1, 0))]:
+            now = local(user_id, *local_now)
+            zone = ZoneInfo(USERS[user_id])
+            got = week_so_far(dsn, user_id, now)
+            assert got.built_through is None and got.plays_since_build == got.this_week.plays > 0
+            assert figures(got.this_week) == truth(raw_only, user_id, got.this_week.start, now)
+            assert figures(got.last_week) == truth(raw_only, user_id, got.last_week.start, same_point_last_week(now, zone))

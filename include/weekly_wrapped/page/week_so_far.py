@@ -31,6 +31,7 @@ ESTIMATED_PLAY_MS = 210_000  # dbt var('estimated_play_ms'): 3.5 min when nothin
 SAME_PLAY_WITHIN = timedelta(seconds=30)
 ACCOUNT_DATA_COPY_WITHIN = timedelta(seconds=60)
 TOP_N = 5
+SOURCE_ORDER = {"api": 1, "demo": 2, "export": 3}
 # fct_plays reloads what changed in the hour before its newest row (late commits): rows loaded
 # that recently may or may not be in the marts, so they are checked against them.
 BUILD_OVERLAP = timedelta(hours=1)
@@ -106,6 +107,7 @@ class Play:
     ms_played: int | None
     from_marts: bool = True
     account_data: bool = False  # an export's account-data row: played_at truncated to the minute
+    source: str = "api"  # api / demo / export: of copies of one play, fct_plays keeps them in this order
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def merge_new_rows(built: list[Play], new_rows: list[Play]) -> list[Play]:
     by_track: dict[str, list[Play]] = defaultdict(list)
     for play in built:
         by_track[play.track_id].append(play)
-    for row in sorted(new_rows, key=lambda p: (p.played_at, p.track_id)):
+    for row in sorted(new_rows, key=lambda p: (SOURCE_ORDER.get(p.source, 4), p.played_at, p.track_id)):
         if row.ms_played is not None and row.ms_played < MIN_PLAY_MS:
             continue
         copy_of = next((p for p in by_track[row.track_id] if _same_play(p, row)), None)
@@ -259,7 +261,7 @@ def compared_status(last_start: datetime, last_end: datetime, history_known_sinc
 MARTS_BUILT_SQL = "select to_regclass('marts.fct_plays') is not null and to_regclass('marts.dim_track') is not null"
 
 RAW_ROWS_SQL = """
-select p.played_at, coalesce(r.track_id, p.track_id), p.ms_played, p.loaded_at,
+select p.played_at, coalesce(r.track_id, p.track_id), p.ms_played, p.source,
        p.source = 'export' and p.track_id like 'name:track:%%'
            and p.played_at = date_trunc('minute', p.played_at) as account_data
 from raw.plays p
@@ -351,29 +353,33 @@ def read_plays(cur, user_id: str, start: datetime, end: datetime) -> tuple[list[
     newest load (None: no dbt build yet)."""
     cur.execute(MARTS_BUILT_SQL)
     marts_built = cur.fetchone()[0]
+    # from a minute before `start`: a raw row there may be a copy of a play in the window (or
+    # of the one before it), and the play before the window caps the first one's minutes
+    # and until a minute after `end`: a copy there tells a play's ms_played, or which copy is kept
+    since_start, until = start - ACCOUNT_DATA_COPY_WITHIN, end + ACCOUNT_DATA_COPY_WITHIN
     built, previous_end, built_through = [], None, None
     if marts_built:
         cur.execute("select played_at, track_id, ms_played from marts.fct_plays"
-                    " where user_id = %s and played_at >= %s and played_at < %s", (user_id, start, end))
+                    " where user_id = %s and played_at >= %s and played_at < %s", (user_id, since_start, until))
         built = [Play(at, track, ms) for at, track, ms in cur.fetchall()]
-        cur.execute("select max(played_at) from marts.fct_plays where user_id = %s and played_at < %s", (user_id, start))
+        cur.execute("select max(played_at) from marts.fct_plays where user_id = %s and played_at < %s",
+                    (user_id, since_start))
         previous_end = cur.fetchone()[0]
         cur.execute("select max(loaded_at) from marts.fct_plays")
         built_through = cur.fetchone()[0]
+    else:  # no dbt build yet: every raw row is new
+        cur.execute("select max(played_at) from raw.plays where user_id = %s and played_at < %s"
+                    " and (ms_played is null or ms_played >= %s)", (user_id, since_start, MIN_PLAY_MS))
+        previous_end = cur.fetchone()[0]
     since = built_through - BUILD_OVERLAP if built_through else datetime.min.replace(tzinfo=UTC)
-    # a row just before `start` can be a copy of the first play in the window
-    cur.execute(RAW_ROWS_SQL, (user_id, start - ACCOUNT_DATA_COPY_WITHIN, end, since))
-    new_rows = [Play(at, track, ms, from_marts=False, account_data=account_data)
-                for at, track, ms, _loaded_at, account_data in cur.fetchall()]
+    cur.execute(RAW_ROWS_SQL, (user_id, since_start, until, since))
+    new_rows = [Play(at, track, ms, from_marts=False, account_data=account_data, source=source)
+                for at, track, ms, source, account_data in cur.fetchall()]
     plays = merge_new_rows(built, new_rows)
     before = [p for p in plays if p.played_at < start]
     if before:
-        previous_end = max(previous_end or before[-1].played_at, before[-1].played_at)
-    plays = [p for p in plays if p.played_at >= start]
-    if previous_end is None and not marts_built:
-        cur.execute("select max(played_at) from raw.plays where user_id = %s and played_at < %s"
-                    " and (ms_played is null or ms_played >= %s)", (user_id, start, MIN_PLAY_MS))
-        previous_end = cur.fetchone()[0]
+        previous_end = before[-1].played_at
+    plays = [p for p in plays if start <= p.played_at < end]
     return plays, previous_end, built_through
 
 
