@@ -41,7 +41,7 @@ def wrapped_watch():
         from weekly_wrapped.airflow.connections import variable, warehouse_dsn
         from weekly_wrapped.users.consent import send_due_notices
 
-        return send_due_notices(warehouse_dsn(), variable("wrapped_public_url"))
+        return send_due_notices(warehouse_dsn(), variable("wrapped_public_url"), variable("wrapped_link_secret"))
 
     @task
     def stale_polls() -> list[str]:

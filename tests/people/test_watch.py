@@ -13,6 +13,7 @@ own (the hourly checks look at every user, so no other test's users may be there
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
@@ -22,11 +23,12 @@ from tests.support import unique
 from tests.support.postgres import private_database
 
 from weekly_wrapped import alerts
-from weekly_wrapped.users import consent
+from weekly_wrapped.users import consent, links
 from weekly_wrapped.users.consent import ConsentState
 
 ADMIN = "operator@localhost"
 PUBLIC_URL = "http://wrapped.test"
+LINK_SECRET = "watch-test-link-secret"
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
 
 
@@ -110,22 +112,24 @@ def test_the_consent_reminder_is_sent_once_and_again_after_reconnecting(db, watc
     _, unconfirmed = add_user(db, consent_at=consent.add_months(now, -6) + timedelta(days=10), confirmed=False)
     _, fresh = add_user(db, consent_at=now - timedelta(days=30))
 
-    first = consent.send_due_notices(watch_db, PUBLIC_URL)
-    second = consent.send_due_notices(watch_db, PUBLIC_URL)  # the next hour, or a retry
+    first = consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)
+    second = consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)  # the next hour, or a retry
 
     assert first["reminders"] == 1 and second["reminders"] == 0
     (reminder,) = mailbox.to(ada_email)
     assert "reconnect Spotify before" in reminder["Subject"]
-    assert f"{PUBLIC_URL}/wrapped/connect" in reminder.get_body(("plain",)).get_content()
+    # Her own reconnect link: no invite code asked, only her Spotify account can be connected.
+    link = re.search(rf"{PUBLIC_URL}/wrapped/connect\?reconnect=(\S+)", reminder.get_body(("plain",)).get_content())
+    assert link and links.verify(LINK_SECRET, "reconnect", link.group(1)) == {"user_id": ada}
     assert not mailbox.to(unconfirmed) and not mailbox.to(fresh)
 
     # Ada reconnects (a new consent): nothing now, and a reminder again 6 months later.
     with db.cursor() as cur:
         cur.execute("update app.users set consent_at = clock_timestamp() where user_id = %s", (ada,))
-    assert consent.send_due_notices(watch_db, PUBLIC_URL)["reminders"] == 0
+    assert consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)["reminders"] == 0
     later = consent.add_months(now, 6) - timedelta(days=10)
-    assert consent.send_due_notices(watch_db, PUBLIC_URL, now=later)["reminders"] == 1
-    assert consent.send_due_notices(watch_db, PUBLIC_URL, now=later + timedelta(hours=1))["reminders"] == 0
+    assert consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET, now=later)["reminders"] == 1
+    assert consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET, now=later + timedelta(hours=1))["reminders"] == 0
     assert len(mailbox.to(ada_email)) == 2
 
 
@@ -133,7 +137,7 @@ def test_the_reconnect_notice_is_sent_once_not_every_hour(db, watch_db, mailbox)
     now = datetime.now(timezone.utc)
     bob, bob_email = add_user(db, consent_at=now - timedelta(days=200), status="needs_reauth")
     for _ in range(3):
-        consent.send_due_notices(watch_db, PUBLIC_URL)
+        consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)
     (notice,) = mailbox.to(bob_email)
     assert notice["Subject"] == "Weekly Wrapped: please reconnect Spotify"
     assert f"{PUBLIC_URL}/wrapped/connect" in notice.get_body(("plain",)).get_content()
@@ -141,11 +145,11 @@ def test_the_reconnect_notice_is_sent_once_not_every_hour(db, watch_db, mailbox)
     # Bob reconnects, later loses access again: one more notice.
     with db.cursor() as cur:
         cur.execute("update app.users set consent_at = now(), status = 'active' where user_id = %s", (bob,))
-    consent.send_due_notices(watch_db, PUBLIC_URL)
+    consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)
     with db.cursor() as cur:
         cur.execute("update app.users set status = 'needs_reauth' where user_id = %s", (bob,))
-    consent.send_due_notices(watch_db, PUBLIC_URL)
-    consent.send_due_notices(watch_db, PUBLIC_URL)
+    consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)
+    consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)
     assert len(mailbox.to(bob_email)) == 2
 
 
@@ -156,8 +160,8 @@ def test_a_notice_that_surely_failed_is_sent_by_the_next_run(db, watch_db, mailb
         raise ConnectionRefusedError("SMTP server down")
 
     with pytest.raises(RuntimeError, match="1 consent notice"):
-        consent.send_due_notices(watch_db, PUBLIC_URL, send=server_down)
-    assert consent.send_due_notices(watch_db, PUBLIC_URL)["reauth_notices"] == 1
+        consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET, send=server_down)
+    assert consent.send_due_notices(watch_db, PUBLIC_URL, LINK_SECRET)["reauth_notices"] == 1
     assert len(mailbox.to(email)) == 1
 
 

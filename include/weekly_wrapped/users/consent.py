@@ -2,7 +2,7 @@
 us before that, and once when they must reconnect.
 
 - The reminder: two weeks before the token's end (consent_at + 6 months - 14 days), one e-mail
-  with the reconnect link ({public_url}/wrapped/connect).
+  with the user's signed reconnect link ({public_url}/wrapped/connect?reconnect=...).
 - The reconnect notice: once a user is `needs_reauth` (token expired, revoked or undecryptable),
   one e-mail, not one per hourly check.
 - Reconnecting renews `consent_at`, which re-arms both: a notice sent before the current
@@ -71,11 +71,7 @@ def reauth_notice_due(user: ConsentState, now: datetime) -> bool:
                                                                          user.consent_at)
 
 
-def reconnect_url(public_url: str) -> str:
-    return f"{public_url.rstrip('/')}/wrapped/connect"
-
-
-def reminder_text(user: ConsentState, public_url: str) -> tuple[str, str]:
+def reminder_text(user: ConsentState, reconnect_url: str) -> tuple[str, str]:
     expires = token_expires_at(user.consent_at)  # type: ignore[arg-type]
     greeting = f"Hi {user.display_name}," if user.display_name else "Hi,"
     return (f"Weekly Wrapped: reconnect Spotify before {expires:%d %B %Y}",
@@ -83,17 +79,17 @@ def reminder_text(user: ConsentState, public_url: str) -> tuple[str, str]:
             f"Spotify lets Weekly Wrapped read your listening for six months after you connect it; "
             f"yours runs out on {expires:%d %B %Y}. To keep your weekly recap coming, connect again "
             f"(it takes a minute, and your history stays as it is):\n\n"
-            f"{reconnect_url(public_url)}\n\n"
+            f"{reconnect_url}\n\n"
             f"We send this reminder once.\n")
 
 
-def reauth_text(user: ConsentState, public_url: str) -> tuple[str, str]:
+def reauth_text(user: ConsentState, reconnect_url: str) -> tuple[str, str]:
     greeting = f"Hi {user.display_name}," if user.display_name else "Hi,"
     return ("Weekly Wrapped: please reconnect Spotify",
             f"{greeting}\n\n"
             f"Weekly Wrapped can no longer read your Spotify listening (the connection expired or was "
             f"revoked), so your weekly recaps will stop. To get them again, connect Spotify here:\n\n"
-            f"{reconnect_url(public_url)}\n\n"
+            f"{reconnect_url}\n\n"
             f"We send this once; nothing more comes until you reconnect.\n")
 
 
@@ -124,9 +120,12 @@ _CLAIM = {
 _COLUMN = {"reminder": "consent_reminder_sent_at", "reauth": "reauth_notice_sent_at"}
 
 
-def send_due_notices(dsn: str, public_url: str, now: datetime | None = None,
+def send_due_notices(dsn: str, public_url: str, link_secret: str, now: datetime | None = None,
                      send: Callable[..., None] | None = None) -> dict[str, int]:
     """Send every due reminder and reconnect notice once; returns counts.
+
+    The link in them is the user's own signed reconnect link (`onboarding.reconnect_url`): it
+    needs no invite code and connects only that user's Spotify account.
 
     Each notice is marked sent BEFORE it is sent (an atomic claim, so a rerun or a second run at
     once never sends it again). A send that surely failed (server down, refused) takes the mark
@@ -135,6 +134,7 @@ def send_due_notices(dsn: str, public_url: str, now: datetime | None = None,
     than a probable duplicate. Raises after trying everyone if any send failed.
     """
     from weekly_wrapped.recap.mailer import DeliveryUnknown
+    from weekly_wrapped.users.onboarding import reconnect_url
 
     if send is None:
         from weekly_wrapped.users.notices import send_notice as send
@@ -154,7 +154,8 @@ def send_due_notices(dsn: str, public_url: str, now: datetime | None = None,
             claimed = cur.fetchone()
         if claimed is None:
             continue  # sent by another run meanwhile, or no longer due
-        subject, text = (reminder_text if kind == "reminder" else reauth_text)(user, public_url)
+        subject, text = (reminder_text if kind == "reminder" else reauth_text)(
+            user, reconnect_url(public_url, link_secret, user.user_id))
         try:
             send(to=claimed[0], subject=subject, text=text)
         except DeliveryUnknown:
