@@ -327,7 +327,12 @@ def test_wrong_invite_codes_are_rate_limited(config, users_of, people_db):
 def test_a_reconnect_link_stands_in_for_the_invite_for_that_user_only(config, users_of, people_db):
     from weekly_wrapped.users.onboarding import reconnect_url
 
+    from weekly_wrapped.users import leaving
+
     config = dataclasses.replace(config, demo_mode=False)
+    # Ana joined earlier; her token has died, and an e-mail brought her this link.
+    accounts.save_user(people_db, config.token_secret, user_id=users_of[0], display_name=None,
+                    email="ana@example.org", time_zone="UTC", refresh_token="dead")
     url = reconnect_url(config.public_url, config.link_secret, users_of[0])
     token = parse_qs(urlparse(url).query)["reconnect"][0]
     page = browser(config)
@@ -346,6 +351,10 @@ def test_a_reconnect_link_stands_in_for_the_invite_for_that_user_only(config, us
     forged = links.sign("another-secret", "reconnect", {"user_id": users_of[1]})
     assert "Invite code" in page.get("/connect", params={"reconnect": forged}).text
     assert page.post("/connect", data={**data, "reconnect": forged}, follow_redirects=False).status_code == 403
+
+    # Once she deleted her data, the link in her old e-mail no longer lets anyone in uninvited.
+    leaving.delete_user_data(people_db, users_of[0])
+    assert "Invite code" in page.get("/connect", params={"reconnect": token}).text
 
 
 def test_demo_mode_needs_no_invite(config, users_of):

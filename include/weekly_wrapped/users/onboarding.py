@@ -157,13 +157,15 @@ def reconnect_url(public_url: str, link_secret: str, user_id: str) -> str:
 
 
 def _reconnecting(config: OnboardingConfig, token: str) -> str | None:
-    """The user id a reconnect token was made for, None if there is none or it is not valid."""
+    """The user id a reconnect token was made for, None if there is none, it is not valid, or the
+    user is gone (deleted their data: a link from an old e-mail must not let them in uninvited)."""
     if not token:
         return None
     try:
-        return str(links.verify(config.link_secret, "reconnect", token)["user_id"])
+        user_id = str(links.verify(config.link_secret, "reconnect", token)["user_id"])
     except (links.LinkError, KeyError, TypeError):
         return None
+    return user_id if users.get_user(config.dsn, user_id) else None
 
 
 def _form_page(request: Request, config: OnboardingConfig, message: str = "", status: int = 200, *,
