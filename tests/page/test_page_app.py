@@ -11,8 +11,10 @@ sent, CSRF on every POST, and the colours' contrast.
 from __future__ import annotations
 
 import dataclasses
+import os
 import io
 import re
+import shutil
 import time
 import zipfile
 from contextlib import closing
@@ -51,7 +53,9 @@ class FakeRuns:
         return f"page_import__test_{unique('run')}"
 
     def state(self, run_id: str):
-        return "success", {"plays": 1234, "skip_events": 56, "files_read": 3, "skipped": {"podcast": 7}}
+        return "success", {"plays": 1234, "skip_events": 56, "files": {"read": 3, "ignored": 2},
+                           "skipped": {"podcast": 7}, "first_played_at": "2019-01-02T03:04:05+00:00",
+                           "last_played_at": "2024-05-06T07:08:09+00:00"}
 
 
 @pytest.fixture
@@ -334,7 +338,8 @@ def test_an_uploaded_export_is_saved_and_imported_for_this_user_only(client, con
         assert saved.read() == export_zip()
     assert sql(page_db.dsn, "select count(*) from app.page_imports where user_id = %s", (person,)) == [(1,)]
     page = client.get("/wrapped/me/").text
-    assert "data-import-state='success'" in page and "1234 plays" in page
+    assert "data-import-state='success'" in page
+    assert "1234 plays and 56 skips imported from 3 files, played 2019-01-02 to 2024-05-06; 7 rows skipped" in page
 
     not_a_zip = post(client, "/import", {"csrf": csrf_of(client)},
                      files={"export": ("notes.txt", b"hello", "text/plain")})
@@ -409,3 +414,49 @@ def test_colours_meet_wcag_aa_and_targets_are_large_enough():
     assert "button{font-size:1rem;min-height:44px" in style and "nav a{display:inline-flex;align-items:center;" \
                                                                  "min-height:44px" in style
     assert "input,select{font-size:1rem;min-height:44px" in style
+
+
+# --- the import through the real api-server and Airflow --------------------------------------
+
+def test_an_export_uploaded_to_the_api_server_is_imported_and_reported(settings, airflow, kafka, tmp_path):
+    """The plugin's page in the running api-server: the upload triggers spotify_history_import for this
+    user (airflow.api.common.trigger_dag), and the page shows the run's state, then its report (XCom)."""
+    import requests
+
+    from tests.history_import.exports import dumps, extended, write_zip
+    from weekly_wrapped.users import leaving
+    from wrapped_dev.airflow_client import AirflowClient
+    from wrapped_dev.stack import airflow as local_airflow
+
+    AirflowClient(airflow, "admin", local_airflow.admin_password(settings)).unpause("spotify_history_import")
+    user_id = unique("page-import")
+    dsn = settings.warehouse_dsn
+    sql(dsn, "insert into app.users (user_id, email, email_confirmed_at) values (%s, %s, now())",
+        (user_id, f"{user_id}@example.org"))
+    rows = [extended(f"2024-03-0{day}T10:00:00Z", 200_000, uri=f"spotify:track:{'4uLU6hMCjMI75M1A2tKUQ'}{day}")
+            for day in range(1, 4)]
+    export = write_zip(tmp_path / "my_spotify_data.zip",
+                       {"Spotify Extended Streaming History/Streaming_History_Audio_2024.json": dumps(rows)})
+    site = settings.public_url.rstrip("/")
+    browser = requests.Session()
+    try:
+        token = links.sign(settings.link_secret, "page_link", {"user_id": user_id})
+        assert browser.get(f"{site}/wrapped/me/link?token={token}", timeout=30).status_code == 200
+        csrf = re.search(r"name='csrf' value='([0-9a-f]+)'", browser.get(f"{site}/wrapped/me/", timeout=30).text)
+        with open(export, "rb") as upload:
+            response = browser.post(f"{site}/wrapped/me/import", data={"csrf": csrf.group(1)},
+                                    files={"export": ("my_spotify_data.zip", upload, "application/zip")},
+                                    headers={"Origin": site}, allow_redirects=False, timeout=60)
+        assert response.status_code == 303, response.text[:500]
+        [(run_id,)] = sql(dsn, "select run_id from app.page_imports where user_id = %s", (user_id,))
+        assert run_id.startswith("page_import__")
+        deadline = time.monotonic() + 240
+        while "data-import-state='success'" not in (page := browser.get(f"{site}/wrapped/me/", timeout=30).text):
+            assert "data-import-state='failed'" not in page
+            assert time.monotonic() < deadline, "the import run did not finish in time"
+            time.sleep(2)
+        assert "3 plays and 0 skips imported from 1 files, played 2024-03-01 to 2024-03-03" in page
+    finally:
+        for (path,) in sql(dsn, "select path from app.page_imports where user_id = %s", (user_id,)):
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        leaving.delete_user_data(dsn, user_id)

@@ -281,10 +281,13 @@ def _import_state(run: imports.ImportRun, zone: ZoneInfo) -> str:
             "failed": "failed: the file could not be imported (is it Spotify's export, unchanged?)"}.get(
         run.state, "state not known just now")
     report = ""
-    if run.report:
+    if run.report:  # ingest.history_import.ImportReport.as_dict()
         r = run.report
+        files = (r.get("files") or {}).get("read", 0)
+        span = (f", played {_e(str(r['first_played_at'])[:10])} to {_e(str(r['last_played_at'])[:10])}"
+                if r.get("first_played_at") and r.get("last_played_at") else "")
         report = (f" · {_e(r.get('plays', 0))} plays and {_e(r.get('skip_events', 0))} skips imported from "
-                  f"{_e(r.get('files_read', 0))} files; {_e(sum((r.get('skipped') or {}).values()))} rows skipped "
+                  f"{_e(files)} files{span}; {_e(sum((r.get('skipped') or {}).values()))} rows skipped "
                   "(podcasts, videos, duplicates). New plays show in your pages after the next summary build.")
     return f"<li data-import-state='{_e(run.state)}'>Uploaded {_e(when)}: {_e(said)}{report}</li>"
 
