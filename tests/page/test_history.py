@@ -165,3 +165,31 @@ def test_the_pictures_say_every_figure_in_text(page_db):
         assert _contrast(colour) >= 4.5
     for colour in (svg.OUTLINE, svg.BAR, svg.SCALE[-1]):
         assert _contrast(colour) >= 3
+
+
+def test_top_artists_by_month_follow_the_marts_when_they_change(page_db):
+    """They are kept per process until the marts change: a new load in fct_plays is seen at once."""
+    before = year_view(page_db.dsn, "berlin", 2026, now=BERLIN_NOW)
+    september = next(m for m in before.months if m.month == dt.date(2026, 9, 1))
+    top = september.artists[0]
+    conn = psycopg2.connect(page_db.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            # as a dbt run would: one more play of September's top artist's track, loaded now
+            cur.execute("select p.play_id, p.loaded_at from marts.fct_plays p"
+                        " join marts.bridge_track_artist b on b.track_id = p.track_id and b.artist_id = %s"
+                        " where p.user_id = 'berlin' and p.played_at >= '2026-09-01' and p.played_at < '2026-09-30'"
+                        " order by p.played_at limit 1", (top["id"],))
+            play_id, loaded_at = cur.fetchone()
+            cur.execute("insert into marts.fct_plays (play_id, user_id, track_id, play_source, ms_played, played_at,"
+                        " played_on_utc, ingested_at, loaded_at, source_rows, from_export)"
+                        " select play_id || 'x', user_id, track_id, play_source, ms_played, played_at + interval '1 second',"
+                        " played_on_utc, ingested_at, now(), 1, from_export from marts.fct_plays where play_id = %s",
+                        (play_id,))
+        after = year_view(page_db.dsn, "berlin", 2026, now=BERLIN_NOW)
+        assert next(m for m in after.months if m.month == dt.date(2026, 9, 1)).artists[0]["plays"] == top["plays"] + 1
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("delete from marts.fct_plays where play_id = %s", (play_id + "x",))
+        conn.close()
+    assert year_view(page_db.dsn, "berlin", 2026, now=BERLIN_NOW).months == before.months

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -210,11 +212,32 @@ where rank <= %(top)s order by month, rank
 """
 
 
+# Top artists by month read only what dbt built, so they are kept per process until the marts
+# change: the key holds the oids of the dimension tables (dbt re-creates them on every run), the
+# newest load in fct_plays, and when the user's account was created (a listener who deleted their
+# data and joined again never sees the old months).
+_MONTHS_CACHE: OrderedDict[tuple, list[MonthArtists]] = OrderedDict()
+_MONTHS_CACHE_SIZE = 512
+_MONTHS_CACHE_LOCK = threading.Lock()
+
+MARTS_VERSION_SQL = """
+select to_regclass('marts.dim_track')::oid, to_regclass('marts.dim_artist')::oid,
+       to_regclass('marts.bridge_track_artist')::oid, (select max(loaded_at) from marts.fct_plays),
+       (select created_at from app.users where user_id = %s)
+"""
+
+
 def _top_artists_by_month(cur, user_id: str, year: int, zone: ZoneInfo) -> list[MonthArtists]:
     """Each local month's most played known artists (what dbt has built; the ranking rule of the recap)."""
-    cur.execute("select to_regclass('marts.fct_plays') is not null")
+    cur.execute("select to_regclass('marts.fct_plays') is not null and to_regclass('marts.dim_artist') is not null")
     if not cur.fetchone()[0]:
         return []
+    cur.execute(MARTS_VERSION_SQL, (user_id,))
+    key = (cur.connection.dsn, user_id, year, zone.key, *cur.fetchone())
+    with _MONTHS_CACHE_LOCK:
+        if key in _MONTHS_CACHE:
+            _MONTHS_CACHE.move_to_end(key)
+            return _MONTHS_CACHE[key]
     cur.execute(TOP_ARTISTS_BY_MONTH_SQL, {
         "tz": zone.key, "estimated": ESTIMATED_PLAY_MS, "user_id": user_id, "top": TOP_ARTISTS_PER_MONTH,
         "start": local_midnight(date(year, 1, 1), zone), "end": local_midnight(date(year + 1, 1, 1), zone),
@@ -226,4 +249,9 @@ def _top_artists_by_month(cur, user_id: str, year: int, zone: ZoneInfo) -> list[
             "image_url": image_url,
             "spotify_url": None if artist_id.startswith("name:") else f"https://open.spotify.com/artist/{artist_id}",
         })
-    return [MonthArtists(month, artists) for month, artists in months.items()]
+    found = [MonthArtists(month, artists) for month, artists in months.items()]
+    with _MONTHS_CACHE_LOCK:
+        _MONTHS_CACHE[key] = found
+        while len(_MONTHS_CACHE) > _MONTHS_CACHE_SIZE:
+            _MONTHS_CACHE.popitem(last=False)
+    return found
