@@ -339,6 +339,7 @@ def test_an_uploaded_export_is_saved_and_imported_for_this_user_only(client, con
     assert sql(page_db.dsn, "select count(*) from app.page_imports where user_id = %s", (person,)) == [(1,)]
     page = client.get("/wrapped/me/").text
     assert "data-import-state='success'" in page
+    assert not os.path.exists(path)  # the run finished: the saved export is deleted
     assert "1234 plays and 56 skips imported from 3 files, played 2019-01-02 to 2024-05-06; 7 rows skipped" in page
 
     not_a_zip = post(client, "/import", {"csrf": csrf_of(client)},

@@ -1,7 +1,8 @@
 """Importing a Spotify privacy export from one's page: the uploaded zip is saved under the import
 folder (Variable `wrapped_import_dir`, a folder the api-server and the workers share), the
 `spotify_history_import` DAG is triggered for that user and file, and the page shows the run's
-state and, once it succeeded, its report (the task's XCom).
+state and, once it succeeded, its report (the task's XCom). Once the run has finished, the page
+deletes the saved file (`remove_upload`): it holds more than plays.
 
 `app.page_imports` records which runs belong to whom, so a page only ever shows its own user's
 imports. `AirflowImports` runs inside Airflow's api-server (it uses Airflow's metadata database
@@ -23,6 +24,7 @@ DAG_ID = "spotify_history_import"
 TASK_ID = "import_export"
 MAX_UPLOAD_BYTES = 2 * 1024 ** 3  # Spotify's extended history zips are tens of MB; refuse anything absurd
 ZIP_MAGIC = b"PK\x03\x04"
+FINISHED = ("success", "failed")
 
 
 class UploadError(ValueError):
@@ -77,17 +79,30 @@ def start_import(dsn: str, runs: Runs, user_id: str, path: Path) -> str:
 def recent_imports(dsn: str, runs: Runs, user_id: str, limit: int = 3) -> list[ImportRun]:
     """The user's newest imports with their runs' states (newest first)."""
     with db.transaction(dsn) as cur:
-        cur.execute("select run_id, uploaded_at from app.page_imports where user_id = %s "
+        cur.execute("select run_id, uploaded_at, path from app.page_imports where user_id = %s "
                     "order by uploaded_at desc limit %s", (user_id, limit))
         rows = cur.fetchall()
     found = []
-    for run_id, uploaded_at in rows:
+    for run_id, uploaded_at, path in rows:
         try:
             state, report = runs.state(run_id)
         except Exception:  # Airflow's database unreachable: the page still shows the upload
             state, report = "unknown", None
+        if state in FINISHED:
+            remove_upload(path)
         found.append(ImportRun(run_id, uploaded_at, state, report))
     return found
+
+
+def remove_upload(path: str) -> None:
+    """Delete a saved export once its run finished: it holds more than the plays (IP addresses,
+    devices), and the warehouse has what was imported. Best effort: a missing file is fine."""
+    upload = Path(path)
+    upload.unlink(missing_ok=True)
+    try:
+        upload.parent.rmdir()
+    except OSError:
+        pass
 
 
 class AirflowImports:
