@@ -461,3 +461,40 @@ def test_an_export_uploaded_to_the_api_server_is_imported_and_reported(settings,
         for (path,) in sql(dsn, "select path from app.page_imports where user_id = %s", (user_id,)):
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
         leaving.delete_user_data(dsn, user_id)
+
+
+def test_the_household_shows_only_people_who_opted_in(client, config, page_db):
+    people = [unique("page-house") for _ in range(3)]
+    for user_id, opted_in in zip(people, (True, True, False)):
+        sql(page_db.dsn, "insert into app.users (user_id, email, display_name, email_confirmed_at, household_opt_in) "
+                         "values (%s, %s, %s, now(), %s)", (user_id, f"{user_id}@example.org", f"Name {user_id}", opted_in))
+    try:
+        sign_in(client, config, people[0])
+        section = client.get("/wrapped/me/").text.split("<section id='household'")[1].split("</section>")[0]
+        assert f"Name {people[1]}" in section and "taste match" in section
+        assert f"Name {people[2]}" not in section and people[2] not in section
+        assert f"{people[1]}@example.org" not in section  # named, never by address
+        sign_in(client, config, people[2])  # not in the household: sees nobody
+        section = client.get("/wrapped/me/").text.split("<section id='household'")[1].split("</section>")[0]
+        assert "Join the household" in section and "Name page-house" not in section
+    finally:
+        sql(page_db.dsn, "delete from app.users where user_id = any(%s)", (people,))
+
+
+def test_a_database_that_does_not_answer_is_a_friendly_page(config, runs, tmp_path, person):
+    broken = dataclasses.replace(config, dsn="host=127.0.0.1 port=1 dbname=nothing user=nobody connect_timeout=2")
+    root = FastAPI()
+    root.mount("/wrapped/me", create_page_app(lambda: broken, runs_factory=lambda: runs,
+                                              import_dir_factory=lambda: str(tmp_path), clock=lambda: NOW))
+    with TestClient(root, base_url=BASE) as broken_client:
+        token = links.sign(config.link_secret, "page_link", {"user_id": person})
+        response = broken_client.get(f"/wrapped/me/link?token={token}")
+        assert response.status_code == 503 and "try again in a few minutes" in response.text
+        assert token not in response.text
+
+
+def test_page_links_stay_out_of_the_access_log():
+    from weekly_wrapped.users.access_log import redact_path
+
+    assert redact_path("/wrapped/me/link?token=secret") == "/wrapped/me/link?[redacted]"
+    assert redact_path("/wrapped/me/login?token=secret") == "/wrapped/me/login?[redacted]"
