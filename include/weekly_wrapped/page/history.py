@@ -104,7 +104,8 @@ def sent_recap(dsn: str, user_id: str, week_start: date, parts_url: str = PARTS_
     subject, sent_at, status, message = row
     html, text, parts = message_parts(bytes(message))
     for content_id in parts:
-        url = parts_url.format(week_start=week_start.isoformat(), content_id=quote(content_id, safe="@."))
+        # replace(), not format(): the prefix may hold braces of its own
+        url = parts_url.replace("{week_start}", week_start.isoformat()).replace("{content_id}", quote(content_id, safe="@."))
         html = html.replace(f"cid:{content_id}", url)
     return SentRecap(week_start, subject, sent_at, status, html, text, parts)
 
