@@ -115,7 +115,7 @@ class Catalogue:
     """What is known about the tracks played: each dict keyed by id; only known items present."""
 
     tracks: dict[str, dict]  # {"name", "duration_ms", "album_id", "artist_ids" (in credit order)}
-    albums: dict[str, dict]  # {"name", "artist_names", "image_url"}
+    albums: dict[str, dict]  # {"name", "artists" (names), "image_url"}
     artists: dict[str, dict]  # {"name", "image_url"}
     durations: dict[str, int | None]  # every track id's length when known (also of unknown tracks)
 
@@ -394,6 +394,7 @@ def week_so_far(dsn: str, user_id: str, now: datetime) -> WeekSoFar:
 
 
 def read_week_so_far(cur, user_id: str, now: datetime) -> WeekSoFar:
+    """`week_so_far` on an open cursor (LookupError when there is no such user)."""
     time_zone = time_zone_of(cur, user_id)
     zone = ZoneInfo(time_zone)
     now = now.astimezone(UTC)
@@ -439,7 +440,7 @@ def read_week_so_far(cur, user_id: str, now: datetime) -> WeekSoFar:
 def _based_on(week: WeekFigures, since_build: int, as_of: datetime | None, zone: ZoneInfo) -> str:
     parts = []
     if as_of is not None:
-        parts.append(f"Plays up to {as_of.astimezone(zone):%a %d %b %H:%M}")
+        parts.append(f"Counted up to your newest play we hold, {as_of.astimezone(zone):%a %d %b %H:%M}")
     else:
         parts.append("No plays yet")
     if since_build:
