@@ -199,6 +199,14 @@ def _top_list(title: str, items) -> str:
     return f"<div><h3>{_e(title)}</h3><ol class='top'>{''.join(rows)}</ol></div>"
 
 
+def _compared_note(week) -> str:
+    """Why last week is not compared, when it is not (docs/recap.md's previous_week_status)."""
+    why = {"partial": "Last week is only partly known (your history starts in it, or some plays could not be "
+                      "fetched), so it is not compared.",
+           "not_known": "There is no last week to compare with yet."}.get(week.compared)
+    return f"<p class='muted'>{_e(why)}</p>" if why else ""
+
+
 def week_section(dsn: str, user_id: str, now: datetime) -> str:
     week = week_so_far(dsn, user_id, now)
     this = week.this_week
@@ -211,6 +219,7 @@ def week_section(dsn: str, user_id: str, now: datetime) -> str:
         f"{_change(week.minutes_change, 'minutes')}</p>"
         f"<p class='figure' data-figure='plays'><b>{_e(this.plays)}</b> plays {_change(week.plays_change, 'plays')}</p>"
         "</div>"
+        f"{_compared_note(week)}"
         f"<div class='tops'>{_top_list('Top artists', this.top_artists)}{_top_list('Top tracks', this.top_tracks)}"
         f"{_top_list('Top albums', this.top_albums)}</div>"
         f"{('<h3>When you listened</h3>' + clock) if clock else ''}"
