@@ -219,3 +219,11 @@ def test_before_any_dbt_build_the_raw_rows_alone_are_read(postgres):
             assert got.built_through is None and got.plays_since_build == got.this_week.plays > 0
             assert figures(got.this_week) == truth(raw_only, user_id, got.this_week.start, now)
             assert figures(got.last_week) == truth(raw_only, user_id, got.last_week.start, same_point_last_week(now, zone))
+
+
+def test_the_marts_the_page_reads_are_indexed_for_one_user(page_db):
+    """The page reads one user's plays of a range and the newest load (bench/page_latency.py)."""
+    indexes = {(row["tablename"], row["indexdef"].split(" USING btree ")[1])
+               for row in page_db.rows("select tablename, indexdef from pg_indexes where schemaname = 'marts'")}
+    assert {("fct_plays", "(user_id, played_at)"), ("fct_plays", "(loaded_at)"),
+            ("wrapped_weekly", "(user_id, week_start)")} <= indexes

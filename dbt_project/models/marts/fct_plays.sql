@@ -4,9 +4,9 @@
         incremental_strategy='delete+insert',
         unique_key=['user_id', 'played_on_utc'],
         on_schema_change='append_new_columns',
-        indexes=[
-            {'columns': ['user_id', 'played_at']},
-            {'columns': ['loaded_at']}
+        post_hook=[
+            "{{ ensure_index(this, ['user_id', 'played_at']) }}",
+            "{{ ensure_index(this, ['loaded_at']) }}"
         ]
     )
 }}
@@ -29,8 +29,8 @@
     the raw plays of one more day on either side so clusters across midnight are seen whole.
     A resolution (app.track_resolutions) re-keys old rows without reloading them: its
     resolved_at counts as a load time, so their days are rebuilt too.
-    Indexes: the listener's page reads one user's plays of a time range (weekly_wrapped.page), and
-    the newest load time (what the marts hold).
+    Indexes (macros/ensure_index.sql, also on a table built before them): the listener's page reads
+    one user's plays of a time range (weekly_wrapped.page), and the newest load time.
 #}
 
 with
