@@ -498,3 +498,12 @@ def test_page_links_stay_out_of_the_access_log():
 
     assert redact_path("/wrapped/me/link?token=secret") == "/wrapped/me/link?[redacted]"
     assert redact_path("/wrapped/me/login?token=secret") == "/wrapped/me/login?[redacted]"
+
+
+def test_a_listener_whose_spotify_token_was_refused_is_asked_to_reconnect(client, config, person, page_db):
+    sign_in(client, config, person)
+    assert "Connect Spotify again" not in client.get("/wrapped/me/").text
+    sql(page_db.dsn, "update app.users set status = 'needs_reauth' where user_id = %s", (person,))
+    page = client.get("/wrapped/me/").text
+    token = re.search(r"href='http://wrapped\.test/wrapped/connect\?reconnect=([^']+)'>Connect Spotify again", page)
+    assert links.verify(config.link_secret, "reconnect", token.group(1))["user_id"] == person

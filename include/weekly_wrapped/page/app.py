@@ -37,7 +37,7 @@ from weekly_wrapped import db
 from weekly_wrapped.page import access, history, household, imports, svg
 from weekly_wrapped.page.week_so_far import week_so_far
 from weekly_wrapped.users import addresses, leaving, links
-from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, _same_origin
+from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, _same_origin, reconnect_url
 
 log = logging.getLogger(__name__)
 
@@ -455,12 +455,18 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
             log.error("imports not read: %s", type(exc).__name__)
             recent = []
         name = account.get("display_name") or "you"
+        if account.get("status") == "needs_reauth":  # Spotify refused the stored token: nothing is polled
+            url = reconnect_url(config.public_url, config.link_secret, user_id)
+            reconnect = (f"<p class='error' role='alert'>Spotify stopped letting us read your plays. "
+                         f"<a href='{_e(url)}'>Connect Spotify again</a> to keep your pages and recaps going.</p>")
+        else:
+            reconnect = ""
         said = f"<p class='notice' role='status'>{_e(notice)}</p>" if notice else ""
         error = f"<p class='error' role='alert'>{_e(error)}</p>" if error else ""
         nav = ("<nav aria-label='Sections'><ul><li><a href='#week'>Week so far</a></li><li><a href='#recaps'>Past "
                "recaps</a></li><li><a href='#year'>Year</a></li><li><a href='#household'>Household</a></li>"
                "<li><a href='#settings'>Settings</a></li></ul></nav>")
-        body = (f"<h1>Your Weekly Wrapped</h1><p>Hello, {_e(name)}.</p>{said}{error}{nav}"
+        body = (f"<h1>Your Weekly Wrapped</h1><p>Hello, {_e(name)}.</p>{reconnect}{said}{error}{nav}"
                 + _safely("week", lambda: week_section(config.dsn, user_id, at), "Your week so far")
                 + _safely("recaps", lambda: recaps_section(config.dsn, user_id, base), "Past recaps")
                 + _safely("year", lambda: year_section(config.dsn, user_id, local.year, at), f"{local.year} week by week")
