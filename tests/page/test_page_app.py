@@ -11,8 +11,8 @@ sent, CSRF on every POST, and the colours' contrast.
 from __future__ import annotations
 
 import dataclasses
-import os
 import io
+import os
 import re
 import shutil
 import time
@@ -29,7 +29,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.people.conftest import Mailbox, mailbox  # noqa: F401  (the SMTP sink fixture)
+from tests.people.conftest import mailbox  # noqa: F401  (the SMTP sink fixture)
 from tests.support import unique
 from tests.support.postgres import sql
 
@@ -83,7 +83,8 @@ def person(page_db):
     """A user of this test's own (the shared histories' users are only read): yields the id; removed after."""
     user_id = unique("page")
     sql(page_db.dsn, "insert into app.users (user_id, email, time_zone, display_name, email_confirmed_at) "
-                     "values (%s, %s, 'Europe/Berlin', %s, now())", (user_id, f"{user_id}@example.org", f"Name {user_id}"))
+                     "values (%s, %s, 'Europe/Berlin', %s, now())",
+        (user_id, f"{user_id}@example.org", f"Name {user_id}"))
     yield user_id
     for table in ("app.page_imports", "app.sent_emails", "app.users"):
         sql(page_db.dsn, f"delete from {table} where user_id = %s", (user_id,))
@@ -467,7 +468,8 @@ def test_the_household_shows_only_people_who_opted_in(client, config, page_db):
     people = [unique("page-house") for _ in range(3)]
     for user_id, opted_in in zip(people, (True, True, False)):
         sql(page_db.dsn, "insert into app.users (user_id, email, display_name, email_confirmed_at, household_opt_in) "
-                         "values (%s, %s, %s, now(), %s)", (user_id, f"{user_id}@example.org", f"Name {user_id}", opted_in))
+                         "values (%s, %s, %s, now(), %s)",
+            (user_id, f"{user_id}@example.org", f"Name {user_id}", opted_in))
     try:
         sign_in(client, config, people[0])
         section = client.get("/wrapped/me/").text.split("<section id='household'")[1].split("</section>")[0]

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from tests.people.conftest import Mailbox, mailbox  # noqa: F401  (the SMTP sink fixture)
+from tests.people.conftest import mailbox  # noqa: F401  (the SMTP sink fixture)
 from tests.people.test_people_browser import Page, chromium  # noqa: F401  (the browser fixture)
 from tests.support.postgres import sql
 
@@ -141,7 +141,8 @@ def test_the_page_from_a_recap_email_shows_new_plays_after_a_poll(chromium, list
     page.goto(f"{settings.public_url}/wrapped/me/")
     page.wait_for("!!document.querySelector('#week')")
     assert page.js("document.documentElement.scrollWidth <= window.innerWidth"), "the phone layout scrolls sideways"
-    assert page.js("Math.min(...[...document.querySelectorAll('button')].map(b => b.getBoundingClientRect().height))") >= 44
+    smallest_button = "Math.min(...[...document.querySelectorAll('button')].map(b => b.getBoundingClientRect().height))"
+    assert page.js(smallest_button) >= 44, "buttons smaller than 44 px on a phone"
     screenshot(page, "2-phone-week-so-far")
 
     # Five more plays on the fake Spotify, a poll, and the page changes.

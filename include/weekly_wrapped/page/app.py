@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from weekly_wrapped import db
 from weekly_wrapped.page import access, history, household, imports, svg
 from weekly_wrapped.page.week_so_far import week_so_far
-from weekly_wrapped.users import addresses, leaving, links
+from weekly_wrapped.users import addresses, links
 from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, _same_origin, reconnect_url
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ STYLE = (
     "margin:0;line-height:1.5;font-size:1rem}"
     "main{max-width:60rem;margin:0 auto;padding:1rem}"
     f"a{{color:{PALETTE['link'][0]}}}"
-    "h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin:0 0 .5rem}h3{font-size:1.05rem;margin:1rem 0 .25rem}"
+    "h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin:0 0 .5rem}"
+    "h3{font-size:1.05rem;margin:1rem 0 .25rem}"
     "nav ul{list-style:none;padding:0;margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.25rem}"
     "nav a{display:inline-flex;align-items:center;min-height:44px;padding:0 .75rem;border-radius:.5rem}"
     f"section{{background:{PALETTE['text_on_card'][1]};border-radius:.75rem;padding:1rem;margin:1rem 0}}"
@@ -264,7 +265,8 @@ def household_section(dsn: str, account: dict, week_start: date, base: str, csrf
                              f"{(' <span class=muted>by ' + _e(t.artists) + '</span>') if t.artists else ''}</li>"
                              for t in mate.shared_tracks)
             body += (f"<h3>{_e(mate.name)}</h3><p>{_e(household.summary(mate))}</p>"
-                     f"{('<ul>' + artists + '</ul>') if artists else ''}{('<ul>' + tracks + '</ul>') if tracks else ''}")
+                     f"{('<ul>' + artists + '</ul>') if artists else ''}"
+                     f"{('<ul>' + tracks + '</ul>') if tracks else ''}")
     explain = ("You are in the household: the others who joined see your shared artists and tracks, and you theirs."
                if opted_in else "Join the household to see which artists and tracks you share with the other people "
                                 "on this Weekly Wrapped who joined too. Nobody sees you unless you join.")
@@ -325,7 +327,8 @@ def settings_section(account: dict, base: str, parent: str, csrf: str, link_secr
         "<label>New address (we e-mail it a link to confirm)<input name='email' type='email' required "
         "autocomplete='email'></label><button type='submit'>Change address</button></form>"
         "<h3>Time zone</h3>"
-        f"<form method='post' action='{_e(base)}/settings/time-zone'><input type='hidden' name='csrf' value='{_e(csrf)}'>"
+        f"<form method='post' action='{_e(base)}/settings/time-zone'>"
+        f"<input type='hidden' name='csrf' value='{_e(csrf)}'>"
         f"<label>Your weeks start Monday 00:00 in<input name='time_zone' list='zones' required "
         f"value='{_e(account['time_zone'])}'></label><datalist id='zones'>{options}</datalist>"
         "<button type='submit'>Save time zone</button></form>"
@@ -469,7 +472,8 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
         body = (f"<h1>Your Weekly Wrapped</h1><p>Hello, {_e(name)}.</p>{reconnect}{said}{error}{nav}"
                 + _safely("week", lambda: week_section(config.dsn, user_id, at), "Your week so far")
                 + _safely("recaps", lambda: recaps_section(config.dsn, user_id, base), "Past recaps")
-                + _safely("year", lambda: year_section(config.dsn, user_id, local.year, at), f"{local.year} week by week")
+                + _safely("year", lambda: year_section(config.dsn, user_id, local.year, at),
+                          f"{local.year} week by week")
                 + _safely("household", lambda: household_section(config.dsn, account, monday, base, csrf),
                           "The household")
                 + settings_section(account, base, parent, csrf, config.link_secret, recent)
