@@ -227,3 +227,19 @@ def test_the_marts_the_page_reads_are_indexed_for_one_user(page_db):
                for row in page_db.rows("select tablename, indexdef from pg_indexes where schemaname = 'marts'")}
     assert {("fct_plays", "(user_id, played_at)"), ("fct_plays", "(loaded_at)"),
             ("wrapped_weekly", "(user_id, week_start)")} <= indexes
+
+
+def test_an_unknown_time_zone_counts_as_utc_as_in_the_marts(page_db):
+    conn = psycopg2.connect(page_db.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("insert into app.users (user_id, email, time_zone) values ('mars', 'mars@example.com', 'Mars/Olympus')")
+        got = week_so_far(page_db.dsn, "mars", dt.datetime(2026, 11, 18, 12, 0, tzinfo=UTC))
+        assert (got.time_zone, got.this_week.plays, got.compared) == ("UTC", 0, "not_known")
+        assert got.this_week.start == dt.datetime(2026, 11, 16, tzinfo=UTC)
+        with pytest.raises(LookupError):
+            week_so_far(page_db.dsn, "nobody", dt.datetime(2026, 11, 18, tzinfo=UTC))
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("delete from app.users where user_id = 'mars'")
+        conn.close()

@@ -24,6 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from weekly_wrapped import db
+from weekly_wrapped.recap.facts import valid_time_zone
 
 UTC = timezone.utc
 MIN_PLAY_MS = 30_000  # dbt var('min_play_ms'), contracts.MIN_PLAY_MS
@@ -344,7 +345,7 @@ def time_zone_of(cur, user_id: str) -> str:
     row = cur.fetchone()
     if row is None:
         raise LookupError(f"no user {user_id!r}")
-    return row[0]
+    return valid_time_zone(row[0])  # an unknown name counts as UTC, as in the marts (stg_app__users)
 
 
 def read_plays(cur, user_id: str, start: datetime, end: datetime) -> tuple[list[Play], datetime | None, datetime | None]:
