@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 import psycopg2
 import pytest
 
-from tests.page.conftest import LATE_ROWS
-from tests.recap.recap_truth import ARTISTS, ESTIMATED_PLAY_MS, TRACKS, USERS, _minutes, deduplicate
+from tests.recap.recap_truth import ARTISTS, ESTIMATED_PLAY_MS, TRACKS, _minutes, build_history, deduplicate
 
 from weekly_wrapped.page import svg
 from weekly_wrapped.page.history import past_recaps, sent_recap, year_view, year_weeks
@@ -80,7 +79,7 @@ def test_a_sent_recap_is_the_stored_html_with_its_pictures_by_url(page_db, recap
 def berlin_month_truth() -> dict[dt.date, list[tuple[str, int]]]:
     """berlin's top 3 known artists of each local month of 2026 from the rows dbt built (no late rows)."""
     zone = ZoneInfo("Europe/Berlin")
-    plays = deduplicate([p for p in _built_rows() if p.user_id == "berlin"])
+    plays = deduplicate([p for p in build_history().plays if p.user_id == "berlin"])
     previous, totals = None, defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for p in plays:
         ms = p.ms_played if p.ms_played is not None else (TRACKS.get(p.track_id, (0, None))[1] or ESTIMATED_PLAY_MS)
@@ -95,11 +94,6 @@ def berlin_month_truth() -> dict[dt.date, list[tuple[str, int]]]:
     return {month: [(a, n, _minutes(ms)) for a, (n, ms) in
                     sorted(artists.items(), key=lambda kv: (-kv[1][0], -kv[1][1], ARTISTS[kv[0]][0], kv[0]))[:3]]
             for month, artists in sorted(totals.items())}
-
-
-def _built_rows():
-    from tests.recap.recap_truth import build_history
-    return build_history().plays
 
 
 def test_the_year_view_is_the_marts_and_the_week_so_far(page_db):
