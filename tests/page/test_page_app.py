@@ -509,3 +509,18 @@ def test_a_listener_whose_spotify_token_was_refused_is_asked_to_reconnect(client
     page = client.get("/wrapped/me/").text
     token = re.search(r"href='http://wrapped\.test/wrapped/connect\?reconnect=([^']+)'>Connect Spotify again", page)
     assert links.verify(config.link_secret, "reconnect", token.group(1))["user_id"] == person
+
+
+def test_the_address_without_its_slash_leads_to_the_page(config, runs, tmp_path):
+    """Mounted as the plugin mounts them: /wrapped/me (no slash) falls to the onboarding app."""
+    from weekly_wrapped.users.onboarding import create_app
+
+    root = FastAPI()
+    root.mount("/wrapped/me", create_page_app(lambda: config, runs_factory=lambda: runs,
+                                              import_dir_factory=lambda: str(tmp_path / "imports"),
+                                              clock=lambda: NOW))
+    root.mount("/wrapped", create_app(lambda: config))
+    with TestClient(root, base_url=BASE) as browser:
+        answer = browser.get("/wrapped/me")
+        assert answer.url == f"{BASE}/wrapped/me/"
+        assert answer.status_code == 200 and "link" in answer.text.lower()

@@ -293,6 +293,16 @@ def test_only_the_users_own_id_counts_not_ids_that_contain_it(people_db):
                                          (f"%{leaver}%",))) == sorted(f"stale_poll:{other}" for other in lookalikes)
 
 
+def test_an_export_uploaded_and_not_imported_yet_is_deleted_too(people_db, tmp_path):
+    leaver, _ = add_user(people_db, "uploader")
+    upload = tmp_path / "my_spotify_data.zip"
+    upload.write_bytes(b"PK\x05\x06" + bytes(18))
+    sql(people_db, "insert into app.page_imports (run_id, user_id, path) values (%s, %s, %s)",
+        (f"manual__{leaver}", leaver, str(upload)))
+    assert leaving.delete_user_data(people_db, leaver).rows["app.page_imports"] == 1
+    assert not upload.exists()
+
+
 def test_asking_for_deletion_by_address_tells_nobody_who_has_an_account(people_config, people_db, mailbox, pages):
     user_id, email = add_user(people_db, "asker")
     known = pages.post("/delete", data={"email": email.upper()})

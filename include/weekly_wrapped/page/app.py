@@ -37,7 +37,7 @@ from weekly_wrapped import db
 from weekly_wrapped.page import access, history, household, imports, svg
 from weekly_wrapped.page.week_so_far import week_so_far
 from weekly_wrapped.users import addresses, links
-from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, _same_origin, reconnect_url
+from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, same_origin, reconnect_url
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
     @app.post("/login")
     async def send_login_link(request: Request) -> HTMLResponse:
         config = await run_in_threadpool(config_factory)
-        if not _same_origin(request, config):
+        if not same_origin(request, config):
             return _sign_in_page(request, "This form can only be sent from Weekly Wrapped's own page.", 403)
         email = (await _form(request)).get("email", "")
         await run_in_threadpool(access.mail_login_link, config.dsn, config.link_secret, config.public_url, email)
@@ -484,7 +484,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
     async def checked_post(request: Request, form: dict | None = None):
         """(config, user_id, form) of a POST from this site's own page, or the response refusing it."""
         config = await run_in_threadpool(config_factory)
-        if not _same_origin(request, config):
+        if not same_origin(request, config):
             return _page("Not sent", "<h1>Not sent</h1><p>This form can only be sent from your Weekly Wrapped page. "
                                      f"<a href='{_e(_base(request))}/'>Open it here</a>.</p>", 403)
         user_id = await run_in_threadpool(signed_in, config, request)
@@ -563,7 +563,7 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
     @app.post("/import")
     async def import_export(request: Request) -> Response:
         config = await run_in_threadpool(config_factory)
-        if not _same_origin(request, config):
+        if not same_origin(request, config):
             return await checked_post(request, {})
         async with request.form(max_files=1, max_fields=5) as form:
             checked = await checked_post(request, {"csrf": str(form.get("csrf", ""))})

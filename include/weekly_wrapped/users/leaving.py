@@ -28,6 +28,7 @@ import html
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from weekly_wrapped import db
@@ -231,6 +232,9 @@ def delete_user_data(dsn: str, user_id: str) -> Deletion:
     token = id_token_pattern(user_id)
     with db.transaction(dsn) as cur:
         cur.execute("select pg_advisory_xact_lock(hashtext('weekly_wrapped.delete_user'), hashtext(%s))", (user_id,))
+        # Exports uploaded on the page and not imported yet: the files go too, once the rows are gone.
+        cur.execute("select path from app.page_imports where user_id = %s", (user_id,))
+        uploads = [Path(path) for (path,) in cur.fetchall()]
         # (schema, table) -> conditions (SQL, parameter), any of which makes a row the user's
         targets: dict[tuple[str, str], list[tuple[str, str]]] = {}
         cur.execute(USER_ID_TABLES_SQL)
@@ -266,6 +270,8 @@ def delete_user_data(dsn: str, user_id: str) -> Deletion:
         # Plays still in Kafka are not loaded after this (streaming.sink); a hash, not the id.
         cur.execute("insert into app.deleted_users (user_id_sha256) values (encode(sha256(convert_to(%s, 'UTF8')), "
                     "'hex')) on conflict (user_id_sha256) do update set deleted_at = now()", (user_id,))
+    for upload in uploads:
+        upload.unlink(missing_ok=True)
     log.info("deleted the data of one user: %d rows in %d tables", sum(rows.values()), len(rows))
     return Deletion(user_id, rows)
 

@@ -104,7 +104,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _same_origin(request: Request, config: OnboardingConfig) -> bool:
+def same_origin(request: Request, config: OnboardingConfig) -> bool:
     """The post comes from this site's own page, as far as the browser tells us.
 
     Browsers send Origin (or at least Referer) with a form post; no header at all is a non-browser
@@ -236,6 +236,11 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
             return _trouble("Something went wrong on our side. Nothing was connected; please try again later.",
                             503)
 
+    @app.get("/me")
+    def your_page() -> RedirectResponse:
+        # /wrapped/me (no slash) reaches this app, mounted at /wrapped; the page app is at /wrapped/me/.
+        return RedirectResponse("me/", status_code=307)
+
     @app.get("/connect")
     def connect_form(request: Request, invite: str = "", reconnect: str = "") -> HTMLResponse:
         config = config_factory()
@@ -250,7 +255,7 @@ def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig
         form = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
         email, time_zone, code = form.get("email", ""), form.get("time_zone", ""), form.get("invite", "")
         reconnect = form.get("reconnect", "")
-        if not _same_origin(request, config):
+        if not same_origin(request, config):
             return _page("Not sent", "<p>This form can only be sent from Weekly Wrapped's own page. "
                                      "<a href='connect'>Open it here</a>.</p>", status=403)
         if not _form_token_ok(config, request, form.get("csrf", "")):
