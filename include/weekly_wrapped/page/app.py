@@ -29,7 +29,6 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -37,7 +36,8 @@ from weekly_wrapped import db
 from weekly_wrapped.page import access, history, household, imports, svg
 from weekly_wrapped.page.week_so_far import week_so_far
 from weekly_wrapped.users import addresses, links
-from weekly_wrapped.users.onboarding import COMMON_ZONES, OnboardingConfig, same_origin, reconnect_url
+from weekly_wrapped.users.onboarding import (COMMON_ZONES, OnboardingConfig, add_friendly_errors,
+                                             reconnect_url, same_origin)
 
 log = logging.getLogger(__name__)
 
@@ -384,18 +384,8 @@ def create_page_app(config_factory: Callable[[], OnboardingConfig] | None = None
 
     app = FastAPI(title="Weekly Wrapped: your page", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
-        return _trouble("This request was not one we understand.", 400)
-
-    @app.middleware("http")
-    async def friendly_errors(request: Request, call_next):
-        try:
-            return await call_next(request)
-        except Exception as exc:  # database down, setting missing: a page, never a 500
-            log.error("your page failed: %s", type(exc).__name__)  # the type only: messages may hold tokens
-            return _trouble("That did not work just now, and nothing was changed by this attempt. "
-                            "Please try again in a few minutes.", 503)
+    add_friendly_errors(app, _trouble, "your page", "That did not work just now, and nothing was changed by "
+                                                    "this attempt. Please try again in a few minutes.")
 
     def signed_in(config: OnboardingConfig, request: Request) -> str | None:
         return access.session_user(config.dsn, config.link_secret, request.cookies.get(access.SESSION_COOKIE))

@@ -218,23 +218,31 @@ def _address_outcome(dsn: str, user_id: str) -> tuple[bool, bool]:
         return cur.fetchone()
 
 
-def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig.from_airflow) -> FastAPI:
-    """The page; `config_factory` is called per request, so edited Connections apply at once."""
-    app = FastAPI(title="Weekly Wrapped onboarding", docs_url=None, redoc_url=None, openapi_url=None)
+def add_friendly_errors(app: FastAPI, trouble: Callable[[str, int], HTMLResponse], what: str,
+                        message: str) -> None:
+    """A request we cannot read is a 400 page, anything unexpected (a database down, a setting
+    missing) a 503 page with `message`: never a bare 500. The log gets the exception's type only:
+    messages can carry URLs, addresses or tokens."""
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
-        return _trouble("This request was not one we understand.", 400)
+        return trouble("This request was not one we understand.", 400)
 
     @app.middleware("http")
     async def friendly_errors(request: Request, call_next):
         try:
             return await call_next(request)
-        except Exception as exc:  # a database down, a setting missing: a page, never a 500
-            # The exception's type only: messages can carry URLs, addresses or tokens.
-            log.error("onboarding page failed: %s", type(exc).__name__)
-            return _trouble("Something went wrong on our side. Nothing was connected; please try again later.",
-                            503)
+        except Exception as exc:
+            log.error("%s failed: %s", what, type(exc).__name__)
+            return trouble(message, 503)
+
+
+def create_app(config_factory: Callable[[], OnboardingConfig] = OnboardingConfig.from_airflow) -> FastAPI:
+    """The page; `config_factory` is called per request, so edited Connections apply at once."""
+    app = FastAPI(title="Weekly Wrapped onboarding", docs_url=None, redoc_url=None, openapi_url=None)
+
+    add_friendly_errors(app, _trouble, "onboarding page",
+                        "Something went wrong on our side. Nothing was connected; please try again later.")
 
     @app.get("/me")
     def your_page() -> RedirectResponse:
