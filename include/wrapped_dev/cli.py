@@ -10,6 +10,8 @@
                       invite codes for the onboarding page (needed outside demo mode)
     wrapped preview --user U --week YYYY-MM-DD [--out FILE]
                       one user's recap to an HTML file (and its text part), without sending
+    wrapped generate --plays 10000000 --listeners 1000 --years 2 [--dsn DSN]
+                      synthetic listening history (plays, tracks, albums, artists, users) by COPY
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
     secrets.refuse_unsafe(settings)  # outside demo mode: no published secret, before anything starts
     print(f"Starting the local stack (state in {settings.state_dir})", flush=True)
     _step(f"PostgreSQL on {settings.pg_host}:{settings.pg_port}", lambda: postgres.start(settings))
+    # Airflow's first `db migrate` takes ~30 s of mostly waiting on Postgres: let it run while
+    # Kafka and the jars start, and wait for it in the Airflow step.
+    migration = airflow.migrate_in_background(settings) if with_airflow else None
     _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
     _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
     _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
     _step("fake Spotify, fake Gemini, SMTP sink", lambda: fakes.start(settings))
     if with_airflow:
         _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
-              lambda: airflow.start(settings))
+              lambda: airflow.start(settings, migration))
         print(f"Airflow UI: {airflow.api_url(settings)}  (user admin, password in "
               f"{airflow.password_file(settings)})", flush=True)
 
@@ -182,9 +187,25 @@ def main(argv: list[str] | None = None) -> int:
                            help="any day of the week to show; its Monday (the user's local week) is used")
     p_preview.add_argument("--out", metavar="FILE",
                            help="where to write the HTML (default: recap-<user>-<monday>.html here)")
+    p_generate = sub.add_parser(
+        "generate", help="fill a warehouse with synthetic listening history (benchmarks)",
+        description="Deterministic synthetic plays of many listeners, with their tracks, albums, artists "
+                    "and app.users rows, written by COPY (see wrapped_dev/generate.py).",
+        epilog="Example: wrapped generate --plays 10000000 --listeners 1000 --years 2 --dsn 'dbname=big ...'",
+    )
+    from wrapped_dev import generate as generate_module
+
+    generate_module.add_arguments(p_generate)
+    p_generate.add_argument("--dsn", help="the warehouse to fill (default: the stack's; schema.sql is applied)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
+    if args.command == "generate":
+        from weekly_wrapped import db
+
+        dsn = args.dsn or settings.warehouse_dsn
+        db.apply_schema(dsn)
+        return generate_module.main(args, dsn)
     if args.command == "airflow":
         import os
 

@@ -53,17 +53,23 @@ def _healthy(settings: Settings) -> bool:
     return all(h.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor", "triggerer"))
 
 
-def migrate(settings: Settings) -> None:
-    env = service_env(settings)
+def migrate_in_background(settings: Settings) -> subprocess.Popen:
+    """Start `airflow db migrate` (Postgres must be up); `start` waits for it."""
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([str(venv_bin() / "airflow"), "db", "migrate"], env=env,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return subprocess.Popen([str(venv_bin() / "airflow"), "db", "migrate"], env=service_env(settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def start(settings: Settings) -> None:
-    migrate(settings)
+def migrate(settings: Settings, migration: subprocess.Popen | None = None) -> None:
+    migration = migration or migrate_in_background(settings)
+    output, _ = migration.communicate()
+    if migration.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{output[-6000:]}")
+
+
+def start(settings: Settings, migration: subprocess.Popen | None = None) -> None:
+    """Migrate (or wait for the migration `migrate_in_background` began), start, wait until healthy."""
+    migrate(settings, migration)
     env = service_env(settings)
     airflow = str(venv_bin() / "airflow")
     for svc, component in zip(services(settings), COMPONENTS):
