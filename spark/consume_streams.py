@@ -41,6 +41,9 @@ from weekly_wrapped.streaming.supervisor import DSN_ENV
 
 log = logging.getLogger("weekly_wrapped.consumer")
 
+# Messages per Spark task (and per piece written to Postgres) in a big micro-batch.
+RECORDS_PER_TASK = 25_000
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -50,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Spark master URL, e.g. spark://host:7077 (default %(default)s)")
     parser.add_argument("--mode", choices=("continuous", "catch-up"), default="continuous",
                         help="continuous (default) or catch-up: process what Kafka holds, then exit")
-    parser.add_argument("--trigger-seconds", type=float, default=2.0,
+    parser.add_argument("--trigger-seconds", type=float, default=0.5,
                         help="micro-batch interval in continuous mode (default %(default)s)")
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint folder: Kafka offsets and batch log")
@@ -114,12 +117,25 @@ def build_session(master: str, jars: list[Path], driver_memory: str):
         .config("spark.executor.extraJavaOptions", "-XX:-DontCompileHugeMethods")
         # Two cores: a few partitions, not the default 200, for the tiny end-offsets aggregate.
         .config("spark.sql.shuffle.partitions", "2")
+        # One Arrow batch per task: the driver hands each task's result to Postgres as one piece.
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "0")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def log_progress(query, logged: int) -> int:
+    """Log Spark's own timings of the batches after `logged` (where a batch's time went); the last one logged."""
+    for progress in query.recentProgress:
+        batch = progress.get("batchId", -1)
+        if batch > logged and progress.get("numInputRows"):
+            times = ", ".join(f"{k} {v}" for k, v in sorted(progress.get("durationMs", {}).items()))
+            log.info("batch %d timings (ms): %s", batch, times)
+            logged = batch
+    return logged
 
 
 def main(argv=None) -> int:
@@ -146,6 +162,9 @@ def main(argv=None) -> int:
         # Lost messages (retention, a recreated topic) must stop the consumer, not be skipped.
         .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
+        # Big batches in several tasks: the first ones reach Postgres while Spark parses the rest
+        # (BatchWriter writes each task's rows as it arrives); small batches stay one task each.
+        .option("maxRecordsPerPartition", str(RECORDS_PER_TASK))
         .load()
     )
     # Validation is part of the streaming plan; every micro-batch arrives parsed and split.
@@ -174,8 +193,10 @@ def main(argv=None) -> int:
     started = time.monotonic()
     try:
         # Wait in short slices so that SIGTERM is handled between them.
+        logged = -1
         while query.isActive and not stopping:
             query.awaitTermination(2)
+            logged = log_progress(query, logged)
         if stopping:
             log.info("stopping on signal %s", stopping[0])
             query.stop()

@@ -35,6 +35,9 @@ def synthetic_plays(n: int, start_ms: int = 1_763_000_000_000, users: int = 1000
         "source": pa.array(["api"] * n),
         "ms_played": pa.nulls(n, pa.int64()),
         "ingested_at": pa.array([start_ms + n * 1000] * n, pa.int64()),
+        "reason_end": pa.nulls(n, pa.string()),
+        "shuffle": pa.nulls(n, pa.bool_()),
+        "offline": pa.nulls(n, pa.bool_()),
         "kafka_partition": pa.array([i % 3 for i in ids], pa.int32()),
         "kafka_offset": pa.array([i // 3 for i in ids], pa.int64()),
     })
@@ -204,6 +207,26 @@ class SteadyLoad:
         self._stop.set()
         self._thread.join()
         self.producer.flush(60)
+
+
+def batch_timings(log_text: str) -> dict[str, float]:
+    """Median of each of Spark's per-batch timings (ms) in a consumer log (`log_progress` lines)."""
+    from statistics import median
+
+    import re
+
+    ours = re.compile(r" batch \d+: .* (\d+) ms \(\d+ pieces, first after (\d+) ms\)")
+    seen: dict[str, list[int]] = {}
+    for line in log_text.splitlines():
+        match = ours.search(line)
+        if match:  # BatchWriter's own: the whole foreachBatch call, and until Spark's first piece
+            seen.setdefault("foreachBatch", []).append(int(match.group(1)))
+            seen.setdefault("firstPiece", []).append(int(match.group(2)))
+        if " timings (ms): " in line:
+            for part in line.split(" timings (ms): ", 1)[1].split(", "):
+                name, ms = part.rsplit(" ", 1)
+                seen.setdefault(name, []).append(int(ms))
+    return {name: median(values) for name, values in seen.items()}
 
 
 def batches(dsn: str) -> list[tuple[int, dict, float]]:

@@ -16,7 +16,7 @@ from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, Str
 
 from weekly_wrapped import contracts
 from weekly_wrapped.streaming import parse
-from weekly_wrapped.streaming.consumer import split_arrow
+from weekly_wrapped.streaming.consumer import arrow_tables, split_arrow
 
 from tests.support.messages import album, artist, play, track
 
@@ -70,7 +70,11 @@ def kafka_batch(spark, messages):
 def consume(spark, messages, topics=contracts.STREAMS):
     """One micro-batch through the consumer's path: check_batch -> for_sink -> Arrow -> split_arrow."""
     checked = parse.for_sink(parse.check_batch(kafka_batch(spark, messages), topics), topics)
-    return split_arrow(checked.toArrow(), topics)
+    whole = checked.toArrow()
+    # The consumer reads the result a task at a time (arrow_tables): the same rows and types.
+    pieces = list(arrow_tables(checked))
+    assert pa.concat_tables(pieces).sort_by("kafka_offset").equals(whole.sort_by("kafka_offset"))
+    return split_arrow(whole, topics)
 
 
 def rows_of(batch, topic, topics=contracts.STREAMS) -> list[dict]:

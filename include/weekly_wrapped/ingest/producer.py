@@ -37,6 +37,11 @@ DEFAULT_SETTINGS = {
 }
 
 
+# Delivery reports (failures only) are served every this many messages, not after each one:
+# librdkafka sends from its own threads, a full queue is waited out by polling, and flush()
+# serves the rest: a poll(0) per message would mostly find nothing to serve.
+POLL_EVERY = 64
+
 _KEY_FIELDS = {topic: stream.key for topic, stream in contracts.STREAMS.items()}
 
 
@@ -103,12 +108,14 @@ class StreamProducer:
         key = str(value[_KEY_FIELDS[topic]]).encode()
         data = self._encode(value)
         target = self.topics.get(topic, topic)
+        report = self.report
         try:
-            self.producer.produce(target, data, key, on_delivery=self.report)
+            self.producer.produce(target, data, key, on_delivery=report)
         except BufferError:
             self._produce_when_room(target, data, key)
-        self.report.produced += 1
-        self.producer.poll(0)
+        report.produced += 1
+        if report.produced % POLL_EVERY == 0:
+            self.producer.poll(0)
 
     def _produce_when_room(self, target: str, data: bytes, key: bytes) -> None:
         while True:

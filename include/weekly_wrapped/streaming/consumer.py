@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import psycopg2
 
@@ -40,6 +40,56 @@ def topics_for(override: Mapping[str, str] | None = None) -> dict[str, contracts
     if unknown:
         raise ValueError(f"unknown stream(s) {sorted(unknown)}; use {sorted(by_table)}")
     return {topic: by_table[table] for table, topic in override.items()}
+
+
+class Chunks:
+    """The pieces of one batch, read once from Spark and kept, so that a retried write sees them all."""
+
+    def __init__(self, source: Iterable[sink.ParsedBatch]):
+        self.source = iter(source)
+        self.seen: list[sink.ParsedBatch] = []
+        self.first_at: float | None = None
+
+    def __iter__(self) -> Iterator[sink.ParsedBatch]:
+        yield from list(self.seen)
+        for chunk in self.source:
+            if self.first_at is None:
+                self.first_at = time.monotonic()
+            self.seen.append(chunk)
+            yield chunk
+
+    def first_ms(self, started: float) -> int:
+        return int(((self.first_at or started) - started) * 1000)
+
+
+def arrow_tables(df) -> Iterator:
+    """The result of `df` as Arrow tables, each as soon as Spark has computed it (one per partition).
+
+    `df.toArrow()` returns only when the whole job is done. PySpark's own collect stream
+    (what toArrow reads, an internal API of the pinned PySpark) hands over each partition's
+    Arrow batches when its task finishes, in completion order: the sink does not depend on
+    order. Spark Connect has no such stream; there the whole table comes at once.
+    """
+    import pyarrow as pa
+
+    if not hasattr(df, "_jdf"):
+        yield df.toArrow()
+        return
+    from pyspark.errors.exceptions.captured import unwrap_spark_exception
+    from pyspark.sql.pandas.serializers import ArrowCollectSerializer
+    from pyspark.traceback_utils import SCCallSiteSync
+    from pyspark.util import _load_from_socket
+
+    with SCCallSiteSync(df.sparkSession.sparkContext):
+        port, secret, server = df._jdf.collectAsArrowToPython()
+    try:
+        with _load_from_socket((port, secret), ArrowCollectSerializer()) as stream:
+            for batch in stream:
+                if isinstance(batch, pa.RecordBatch):  # the stream ends with the batches' order
+                    yield pa.Table.from_batches([batch])
+    finally:
+        with unwrap_spark_exception():
+            server.getResult()  # raises what went wrong in the JVM
 
 
 class BatchWriter:
@@ -75,27 +125,27 @@ class BatchWriter:
         """`df`: the micro-batch already shaped by `parse.for_sink(parse.check_batch(...))`.
 
         The parsing is part of the streaming query's plan (built once, not per batch: building
-        that DataFrame from Python costs ~1 s), so a batch is one Spark job: run it, bring the
-        result to the driver as Arrow, write it.
+        that DataFrame from Python costs ~1 s), so a batch is one Spark job. Its result comes to
+        the driver as Arrow, a partition at a time, and each piece goes to Postgres as it
+        arrives: the COPY and upsert of the first pieces run while Spark parses the rest.
         """
         started = time.monotonic()
         query_id = self._query_id()
-        parsed = split_arrow(df.toArrow(), self.topics)
-        parse_ms = int((time.monotonic() - started) * 1000)
-        result = self.write(query_id, batch_id, parsed, started)
+        chunks = Chunks(split_arrow(pa_table, self.topics) for pa_table in arrow_tables(df))
+        result = self.write(query_id, batch_id, chunks, started)
         log.info(
-            "batch %d: %d messages, %d new plays, %d dead letters, %d ms (parse %d ms)%s",
-            batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms, parse_ms,
-            " (already committed, skipped)" if result.skipped else "",
+            "batch %d: %d messages, %d new plays, %d dead letters, %d ms (%d pieces, first after %d ms)%s",
+            batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms,
+            len(chunks.seen), chunks.first_ms(started), " (already committed, skipped)" if result.skipped else "",
         )
 
-    def write(self, query_id: str, batch_id: int, parsed: sink.ParsedBatch, started: float) -> sink.BatchResult:
+    def write(self, query_id: str, batch_id: int, chunks: Chunks, started: float) -> sink.BatchResult:
         """Write the batch; if Postgres is unreachable, reconnect and retry until RECONNECT_SECONDS."""
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
-                return sink.write_batch(self._connect(), query_id, batch_id, parsed, started,
-                                        before_commit=self._failpoint(batch_id))
+                return sink.write_chunks(self._connect(), query_id, batch_id, chunks, started,
+                                         before_commit=self._failpoint(batch_id))
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 self.close()
                 if time.monotonic() > deadline:

@@ -17,7 +17,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import psycopg2
 
@@ -195,6 +195,27 @@ def write_batch(
     `started` is the `time.monotonic()` when the batch began, for its duration.
     `before_commit` runs after every statement, just before COMMIT (crash tests).
     """
+    return write_chunks(conn, query_id, batch_id, [batch], started, raw_schema, ops_schema, before_commit)
+
+
+def write_chunks(
+    conn,
+    query_id: str,
+    batch_id: int,
+    chunks: Iterable[ParsedBatch],
+    started: float,
+    raw_schema: str = "raw",
+    ops_schema: str = "ops",
+    before_commit: Callable[[], None] | None = None,
+) -> BatchResult:
+    """`write_batch` for a micro-batch that arrives in pieces, still ONE transaction.
+
+    `chunks` is iterated only if the batch is not committed yet (so a lazy one costs nothing
+    on a replay), and each piece is written as it arrives: its plays go into raw.plays at once
+    (insert-if-absent does not depend on order), while entities and dead letters are staged and
+    merged at the end (the newest version, ties by Kafka position, needs the whole batch). The
+    consumer feeds the pieces as Spark finishes them, so Postgres works while Spark still parses.
+    """
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -203,23 +224,38 @@ def write_batch(
             )
             if cur.fetchone():
                 conn.rollback()
-                return BatchResult(batch_id, batch.input_rows, 0, 0, 0, skipped=True)
+                return BatchResult(batch_id, 0, 0, 0, 0, skipped=True)
 
-            plays_rows = 0
-            for stream, table in batch.rows.items():
-                if table.num_rows == 0:
-                    continue
-                cur.execute(create_stage_sql(stream))
-                _copy(cur, f"stage_{table_name(stream)}", [c for c, _ in stage_columns(stream)], table)
-                cur.execute(upsert_sql(stream, raw_schema))
-                if stream.topic == contracts.PLAYS_TOPIC:
-                    plays_rows += cur.rowcount
+            input_rows = plays_rows = dead = 0
+            end_offsets: dict[str, dict[str, int]] = {}
+            staged: list[contracts.Stream] = []
+            for chunk in chunks:
+                input_rows += chunk.input_rows
+                end_offsets = merge_offsets(end_offsets, chunk.end_offsets)
+                for stream, table in chunk.rows.items():
+                    if table.num_rows == 0:
+                        continue
+                    stage = f"stage_{table_name(stream)}"
+                    if stream not in staged:
+                        cur.execute(create_stage_sql(stream))
+                        staged.append(stream)
+                    _copy(cur, stage, [c for c, _ in stage_columns(stream)], table)
+                    if stream.topic == contracts.PLAYS_TOPIC:
+                        cur.execute(upsert_sql(stream, raw_schema))
+                        plays_rows += cur.rowcount
+                        # Emptied for the next piece (TRUNCATE, not DELETE: no dead rows to scan again).
+                        cur.execute(f"truncate {stage}")
+                if chunk.dead_letters.num_rows:
+                    if not dead:
+                        cur.execute(DEAD_LETTER_STAGE_SQL)
+                    dead += chunk.dead_letters.num_rows
+                    _copy(cur, "stage_dead_letters", ["topic", "partition", "offset", "payload", "error"],
+                          chunk.dead_letters)
 
-            dead = batch.dead_letters.num_rows
+            for stream in staged:
+                if stream.topic != contracts.PLAYS_TOPIC:
+                    cur.execute(upsert_sql(stream, raw_schema))
             if dead:
-                cur.execute(DEAD_LETTER_STAGE_SQL)
-                _copy(cur, "stage_dead_letters", ["topic", "partition", "offset", "payload", "error"],
-                      batch.dead_letters)
                 cur.execute(dead_letter_insert_sql(ops_schema))
 
             cur.execute(
@@ -228,14 +264,14 @@ def write_batch(
                 (query_id,),
             )
             previous = cur.fetchone()
-            offsets = merge_offsets(previous[0] if previous else None, batch.end_offsets)
+            offsets = merge_offsets(previous[0] if previous else None, end_offsets)
             duration_ms = int((time.monotonic() - started) * 1000)
             # clock_timestamp(), not now(): the moment of commit, for heartbeat age and latency.
             cur.execute(
                 f"insert into {ops_schema}.consumer_batches (query_id, batch_id, input_rows, plays_rows, "
                 f"dead_letters, duration_ms, end_offsets, committed_at) "
                 f"values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
-                (query_id, batch_id, batch.input_rows, plays_rows, dead, duration_ms, json.dumps(offsets)),
+                (query_id, batch_id, input_rows, plays_rows, dead, duration_ms, json.dumps(offsets)),
             )
         if before_commit is not None:
             before_commit()
@@ -246,4 +282,4 @@ def write_batch(
         except psycopg2.Error:  # the connection itself is gone; Postgres drops the transaction
             pass
         raise
-    return BatchResult(batch_id, batch.input_rows, plays_rows, dead, duration_ms)
+    return BatchResult(batch_id, input_rows, plays_rows, dead, duration_ms)
