@@ -81,6 +81,12 @@ class Settings:
     smtp_from: str
     spark_master: str
     spark_driver_memory: str
+    spark_cluster: bool  # the stack runs a Spark standalone master and worker (wrapped_dev.stack.spark)
+    spark_master_port: int
+    spark_master_ui_port: int
+    spark_worker_ui_port: int
+    spark_worker_cores: int
+    spark_worker_memory: str
     token_secret: str
     link_secret: str
     demo_mode: bool
@@ -142,6 +148,8 @@ def load_settings() -> Settings:
     fake_musicbrainz_port = int(_env("WRAPPED_FAKE_MUSICBRAINZ_PORT", "8903"))
     airflow_port = int(_env("WRAPPED_AIRFLOW_PORT", "8080"))
     fake_spotify_api = f"http://127.0.0.1:{fake_spotify_port}/v1/"
+    spark_cluster = _env("WRAPPED_SPARK_CLUSTER", "false") == "true"
+    spark_master_port = int(_env("WRAPPED_SPARK_MASTER_PORT", "7077"))
     spotify_api_base = _env("SPOTIFY_API_BASE", fake_spotify_api)
     return Settings(
         state_dir=state_dir,
@@ -183,8 +191,18 @@ def load_settings() -> Settings:
         smtp_disable_ssl=_env("WRAPPED_SMTP_DISABLE_SSL", "true") == "true",
         smtp_disable_tls=_env("WRAPPED_SMTP_DISABLE_TLS", "true") == "true",
         smtp_from=_env("WRAPPED_SMTP_FROM", "Weekly Wrapped <wrapped@localhost>"),
-        spark_master=_env("WRAPPED_SPARK_MASTER", "local[2]"),
+        # With the stack's own Spark cluster, the consumer runs on it; WRAPPED_SPARK_MASTER still wins.
+        spark_master=_env("WRAPPED_SPARK_MASTER",
+                          f"spark://127.0.0.1:{spark_master_port}" if spark_cluster else "local[2]"),
         spark_driver_memory=_env("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),
+        spark_cluster=spark_cluster,
+        spark_master_port=spark_master_port,
+        # Spark's default UI port, 8080, is Airflow's here.
+        spark_master_ui_port=int(_env("WRAPPED_SPARK_MASTER_UI_PORT", "8090")),
+        spark_worker_ui_port=int(_env("WRAPPED_SPARK_WORKER_UI_PORT", "8091")),
+        spark_worker_cores=int(_env("WRAPPED_SPARK_WORKER_CORES", "2")),
+        # Enough for one executor of Spark's default 1g.
+        spark_worker_memory=_env("WRAPPED_SPARK_WORKER_MEMORY", "2g"),
         # Fixed demo secrets keep the local stack reproducible; outside demo mode the product
         # refuses to start with them (`wrapped_demo_mode`).
         token_secret=_env("WRAPPED_TOKEN_SECRET", DEMO_TOKEN_SECRET),
