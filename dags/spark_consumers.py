@@ -1,13 +1,28 @@
 """spark_consumers: keep the one streaming consumer (Kafka -> Spark -> Postgres raw.*) alive.
 
-Every few minutes: is `spark/consume_streams.py` running, is its heartbeat (the last
-`ops.consumer_batches` row) fresh, is its lag bounded? Not running -> start it detached
-(no worker slot is held while it runs); lag but no progress -> restart it from its
-checkpoint; keeps dying -> fail loudly with the tail of its log. The task log shows the
-lag and the last heartbeat. When new plays were committed since the last announcement,
-`announce_new_plays` updates the RAW_PLAYS asset, which schedules `dbt_build`.
+A long-lived supervision task, started again as soon as it ends (`@continuous`, one run at a
+time): every 2 s it checks that `spark/consume_streams.py` runs (its lock is held) and makes
+progress (heartbeat = the last `ops.consumer_batches` row, lag bounded). Dead -> started again
+at once from its checkpoint (a `kill -9` is caught up in seconds, not at the next cron slot);
+lag but no progress -> restarted; keeps dying -> the task fails loudly with the tail of its log.
+The consumer runs detached; the task holds one worker slot for its loop.
 
-Env: `WRAPPED_CONSUMER_SCHEDULE` (cron, default every 5 minutes).
+A run watches for WRAPPED_CONSUMER_WATCH_MINUTES (default 30) and only then ends: between two
+runs (the next task's start-up, seconds) nobody watches, so runs are long. Announcing new plays
+(RAW_PLAYS, which schedules `dbt_build`) is `announce_raw_plays`' job, within seconds of a
+commit; this task also announces what is new when it ends, in case that DAG is paused.
+Why a task and not a deferrable sensor or an Asset watcher: the restart must happen where the
+consumer's lock file and checkpoint are, from a process Airflow schedules and retries; a
+trigger would restart it from inside the triggerer.
+
+A manual run (the demo, `airflow dags test`) checks once (and lets a new start settle), then
+announces what is new, unless its conf sets `watch_seconds`.
+
+Env: `WRAPPED_CONSUMER_SCHEDULE` (default `@continuous`; a cron runs the same watch each slot),
+`WRAPPED_CONSUMER_WATCH_MINUTES` (how long one run watches, default 30), and where the task runs:
+`WRAPPED_CONSUMER_QUEUE` (Celery: a queue served only by the worker on the consumer's host) and
+`WRAPPED_CONSUMER_EXECUTOR` (with several executors, e.g. `CeleryExecutor` or `LocalExecutor`
+next to `KubernetesExecutor`, whose pods would take a detached consumer down when they end).
 """
 
 from __future__ import annotations
@@ -22,53 +37,56 @@ from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import RAW_PLAYS
 
 DAG_ID = Path(__file__).stem
+WATCH_MINUTES = float(os.getenv("WRAPPED_CONSUMER_WATCH_MINUTES", "30"))
+# Where the supervision task runs must be where the consumer's work dir is (lock, pid, checkpoint):
+# with Celery a queue only the consumer's host serves; with Kubernetes a long-lived executor.
+PLACEMENT = {key: value for key, value in (("queue", os.getenv("WRAPPED_CONSUMER_QUEUE")),
+                                           ("executor", os.getenv("WRAPPED_CONSUMER_EXECUTOR"))) if value}
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=os.getenv("WRAPPED_CONSUMER_SCHEDULE", "*/5 * * * *"),
+    schedule=os.getenv("WRAPPED_CONSUMER_SCHEDULE", "@continuous"),
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,  # two supervisors could start two consumers on one checkpoint
     tags=["weekly-wrapped", "spark", "kafka", "streaming"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    # A retry comes back at once: the consumer is unwatched while the task is down.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
     on_success_callback=ResolveOnSuccess(),
     doc_md=__doc__,
 )
 def spark_consumers():
-    @task(execution_timeout=timedelta(minutes=4))
-    def keep_consumer_alive() -> dict:
-        """Start or restart the consumer if needed; log its lag and heartbeat."""
-        from dataclasses import asdict
+    @task(inlets=[RAW_PLAYS], outlets=[RAW_PLAYS], execution_timeout=timedelta(minutes=WATCH_MINUTES + 10),
+          **PLACEMENT)
+    def supervise_consumer(**context) -> int:
+        """Watch and restart the consumer; then update RAW_PLAYS if new plays were committed."""
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        from weekly_wrapped.airflow.connections import consumer_config
+        from weekly_wrapped.airflow.connections import consumer_config, warehouse_dsn
         from weekly_wrapped.streaming import supervisor
 
-        state = supervisor.ensure_running(consumer_config())
+        config = consumer_config()
+        watch_seconds = (context["dag_run"].conf or {}).get("watch_seconds")
+        if watch_seconds is None and context["dag_run"].run_type == "manual":
+            state = supervisor.ensure_running(config)  # once, and a new start settles first
+        else:
+            state = supervisor.supervise(config, WATCH_MINUTES * 60 if watch_seconds is None else float(watch_seconds))
         print(state.describe())
         for partition, lag in sorted(state.lag_by_partition.items()):
             print(f"  lag {partition}: {lag}")
-        return asdict(state)
-
-    @task(inlets=[RAW_PLAYS], outlets=[RAW_PLAYS])
-    def announce_new_plays(state: dict, **context) -> int:
-        """Update RAW_PLAYS if plays were committed since the last event; skip otherwise."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from weekly_wrapped.airflow.connections import warehouse_dsn
-        from weekly_wrapped.streaming.supervisor import plays_committed_since
 
         previous = context["inlet_events"][RAW_PLAYS]
         since = previous[-1].extra.get("committed_through") if len(previous) else None
-        plays, through = plays_committed_since(warehouse_dsn(), since)
-        if not plays:
+        plays, through = supervisor.plays_committed_since(warehouse_dsn(), since)
+        if not plays:  # a skipped task emits no asset event
             raise AirflowSkipException(f"no new plays committed since {since or 'the beginning'}")
         print(f"{plays} new plays committed since {since or 'the beginning'} (through {through})")
         context["outlet_events"][RAW_PLAYS].extra = {"committed_through": through, "new_plays": plays}
         return plays
 
-    announce_new_plays(keep_consumer_alive())
+    supervise_consumer()
 
 
 spark_consumers()

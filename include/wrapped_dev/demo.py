@@ -182,7 +182,10 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     # bounded slice), so the first recap already counts the export's artists, albums and genres.
     _run_dag(client, "spotify_ingest", timeout, conf={"metadata_backfill_per_run": DEMO_BACKFILL_PER_RUN,
                                                       "musicbrainz_genres_per_run": 0})
-    _run_dag(client, "spark_consumers", timeout)
+    # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
+    # is not triggered: its run starts the consumer, and we wait for the consumer to catch up.
+    client.wait_for_dag("spark_consumers")
+    client.unpause("spark_consumers")
     _wait_for_consumer(settings, timeout)
     # Genres are looked up for artists the warehouse holds, so only now; this run polls (nothing
     # new) and looks up genres, and writes them straight to app.artist_genres (no Kafka, no consumer).
@@ -196,8 +199,10 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     _run_dag(client, "dbt_build", timeout)
     _run_dag(client, "weekly_wrapped", timeout, conf={"week_start": week_start.isoformat()})
     # From now on the installation watches itself (consent e-mails, operator alerts) every hour.
-    client.wait_for_dag("wrapped_watch")
-    client.unpause("wrapped_watch")
+    # ... and new plays schedule dbt_build within seconds (RAW_PLAYS).
+    for dag_id in ("wrapped_watch", "announce_raw_plays"):
+        client.wait_for_dag(dag_id)
+        client.unpause(dag_id)
 
     plays = _query(settings, "select count(*) from raw.plays")[0][0]
     fct = _query(settings, "select count(*) from marts.fct_plays")[0][0]

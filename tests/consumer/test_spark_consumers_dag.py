@@ -1,6 +1,8 @@
 """The `spark_consumers` DAG itself, run with `dag.test()` in a child process (its own Airflow
 home, SQLite metadata): it restarts a dead consumer, which catches up, and it updates the
-RAW_PLAYS asset only when new plays were committed since its last update.
+RAW_PLAYS asset only when new plays were committed since its last update. Then the watching
+loop of its continuous runs (`supervisor.supervise`) restarts a consumer killed under it within
+seconds, and the announcer's wait (`supervisor.wait_for_new_plays`) returns on new plays.
 
 The consumer is a private one (own state folder, database and topics), selected through
 WRAPPED_* variables, so the shared stack's consumer is never touched."""
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -59,8 +63,9 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the restarted consumer to catch up")
         assert_exactly_once(dsn, producer.acked_plays, 0)
 
-        # Healthy and idle: nothing restarted, and no asset update without new plays.
-        second = run_dag_test(env, "spark_consumers")
+        # Healthy and idle: nothing restarted, and no asset update without new plays (through the
+        # watching loop the continuous runs use, for one check).
+        second = run_dag_test(env, "spark_consumers", {"watch_seconds": 0})
         assert "starting it" not in second and "lag 0 messages" in second
         if "new plays committed since 20" in second:  # the restart's catch-up landed after run 1
             third = run_dag_test(env, "spark_consumers")
@@ -68,5 +73,30 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         else:
             assert "no new plays committed since" in second
         assert supervisor.status(private.consumer).pid == restarted.pid
+
+        # The loop a continuous run keeps going: a consumer killed under it is back within seconds;
+        # the announcer's wait returns as soon as new plays are committed, and not without any.
+        _, since = supervisor.plays_committed_since(dsn, None)
+        outcome = {}
+        watcher = threading.Thread(target=lambda: outcome.update(
+            state=supervisor.supervise(private.consumer, run_seconds=40)))
+        watcher.start()
+        time.sleep(1)
+        os.killpg(restarted.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: supervisor.status(private.consumer).pid not in (None, restarted.pid), 20,
+                 "the watching loop to restart the killed consumer")
+        assert time.monotonic() - killed < 10, "restarted within a few checks"
+        for i in range(1000, 1500):
+            producer.send("plays", play(user, i), key=user)
+        producer.flush()
+        plays, through = supervisor.wait_for_new_plays(dsn, since, run_seconds=120)
+        assert plays > 0
+        watcher.join(120)
+        assert outcome["state"].running
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the catch-up after the kill")
+        assert_exactly_once(dsn, producer.acked_plays, 0)
+        _, newest = supervisor.plays_committed_since(dsn, None)
+        assert supervisor.wait_for_new_plays(dsn, newest, run_seconds=0)[0] == 0
     finally:
         supervisor.stop(private.consumer)

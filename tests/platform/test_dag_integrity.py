@@ -14,7 +14,8 @@ DAGS_DIR = REPO_ROOT / "dags"
 EXPECTED = {
     # dag_id: what its schedule (repr of `dag.schedule` and the timetable's type) must contain
     "spotify_ingest": "@hourly",
-    "spark_consumers": "*/5 * * * *",
+    "spark_consumers": "ContinuousTimetable",  # a long-lived supervision task, started again at once
+    "announce_raw_plays": "ContinuousTimetable",  # RAW_PLAYS within seconds of new plays
     "dbt_build": "Asset(name='wrapped_raw_plays'",
     "weekly_wrapped": "@hourly",  # sends each user's week once it is complete in the marts
     "spotify_history_import": "None",

@@ -20,7 +20,8 @@ Kafka's end offsets minus that row's `end_offsets`. An idle consumer writes no r
 so an old heartbeat with zero lag is healthy; "stalled" means lag and no new batch.
 
 The `spark_consumers` DAG builds a `ConsumerConfig` from Airflow Connections and calls
-`ensure_running`; the local stack's `wrapped consumer start|stop|status|ensure` calls the same.
+`supervise` (a loop of `ensure_running` every CHECK_SECONDS, so a dead consumer is restarted
+within seconds); the local stack's `wrapped consumer start|stop|status|ensure` calls `ensure_running`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ STALL_SECONDS = 90
 MAX_DEATHS, DEATH_WINDOW_SECONDS = 3, 30 * 60
 # Unexpected exits are remembered this long, for the operator's alert (weekly_wrapped.alerts).
 DEATH_HISTORY_SECONDS = 24 * 3600
+# `supervise` checks this often: a consumer killed is restarted within about this many seconds.
+CHECK_SECONDS = 2.0
 # A probe (`is_running` from another process) holds the consumer lock for microseconds; a start
 # that finds it taken asks again for this long before it believes a consumer holds it.
 LOCK_RETRY_SECONDS = 2.0
@@ -543,3 +546,31 @@ def _stalled(config: ConsumerConfig, current: Status, stall_seconds: float) -> b
             return not later.running
     return True
 
+
+
+def supervise(config: ConsumerConfig, run_seconds: float, check_every: float = CHECK_SECONDS,
+              stall_seconds: float = STALL_SECONDS) -> Status:
+    """Keep the consumer alive for `run_seconds`, checking every `check_every` seconds.
+
+    A dead consumer is started again at the next check (no settling wait, so the loop keeps
+    watching; one that keeps dying still ends in ConsumerDied after MAX_DEATHS), a stalled one
+    is restarted from its checkpoint. Returns the last status. The `spark_consumers` DAG runs
+    this in a task that is started again as soon as it ends.
+    """
+    began = time.monotonic()
+    while True:
+        current = ensure_running(config, stall_seconds=stall_seconds, settle_seconds=0)
+        if time.monotonic() - began >= run_seconds:
+            return current
+        time.sleep(check_every)
+
+
+def wait_for_new_plays(dsn: str, since: str | None, run_seconds: float,
+                       check_every: float = CHECK_SECONDS) -> tuple[int, str | None]:
+    """`plays_committed_since(dsn, since)` as soon as it finds plays, or after `run_seconds`."""
+    began = time.monotonic()
+    while True:
+        plays, through = plays_committed_since(dsn, since)
+        if plays or time.monotonic() - began >= run_seconds:
+            return plays, through
+        time.sleep(check_every)
