@@ -72,7 +72,7 @@ def status(settings: Settings) -> int:
 
     rows = [
         ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
-        ("kafka", kafka.is_running(settings), settings.kafka_bootstrap),
+        *((node.service.name, answers, node.address) for node, answers in kafka.node_status(settings)),
         ("fakes", fakes.is_running(settings),
          f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, "
          f"musicbrainz :{settings.fake_musicbrainz_port}, smtp :{settings.smtp_port}"),
@@ -153,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start every service (safe to re-run)")
     p_up.add_argument("--no-airflow", action="store_true", help="start only Postgres, Kafka and the fakes")
     sub.add_parser("down", help="stop everything `up` started")
-    sub.add_parser("create-topics", help="create the four Kafka topics on WRAPPED_KAFKA_BOOTSTRAP (for docker-compose)")
+    sub.add_parser("create-topics", help="create the four Kafka topics on WRAPPED_KAFKA_BOOTSTRAP (for docker-compose "
+                                            "or an existing cluster; replication as its brokers allow, up to 3)")
     sub.add_parser("status", help="show what runs and where")
     p_logs = sub.add_parser("logs", help="show a service's log")
-    p_logs.add_argument("name", help="kafka, postgres, airflow-scheduler, airflow-api-server, "
+    p_logs.add_argument("name", help="kafka (kafka-2, kafka-3 with WRAPPED_KAFKA_BROKERS=3), postgres, "
+                                     "airflow-scheduler, airflow-api-server, "
                                      "airflow-dag-processor, airflow-triggerer, fake-spotify, fake-gemini, "
                                      "smtp-sink, spark-consumer")
     p_logs.add_argument("-f", "--follow", action="store_true")

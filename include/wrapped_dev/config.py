@@ -56,6 +56,7 @@ class Settings:
     kafka_bootstrap: str
     kafka_port: int
     kafka_controller_port: int
+    kafka_brokers: int  # KRaft nodes the local stack runs (wrapped_dev.stack.kafka)
     airflow_port: int
     spotify_api_base: str
     spotify_accounts_base: str
@@ -139,10 +140,21 @@ class Settings:
 DEMO_TOKEN_SECRET = "ZGVtby1rZXktZG8tbm90LXVzZS1pbi1wcm9kdWN0aW8="
 DEMO_LINK_SECRET = "demo-link-secret-do-not-use-in-production"
 
+# The local stack's Kafka node i (1, 2, 3) listens on WRAPPED_KAFKA_PORT + 10 * (i - 1) and its
+# controller on WRAPPED_KAFKA_CONTROLLER_PORT + 10 * (i - 1): 9092/9093, 9102/9103, 9112/9113.
+KAFKA_PORT_STEP = 10
+
+
+def kafka_node_ports(kafka_port: int, controller_port: int, brokers: int) -> list[tuple[int, int]]:
+    """(client port, controller port) of each local Kafka node, node 1 first."""
+    return [(kafka_port + KAFKA_PORT_STEP * i, controller_port + KAFKA_PORT_STEP * i) for i in range(brokers)]
+
 
 def load_settings() -> Settings:
     state_dir = Path(_env("WRAPPED_STATE_DIR", str(REPO_ROOT / ".local"))).resolve()
     kafka_port = int(_env("WRAPPED_KAFKA_PORT", "9092"))
+    kafka_controller_port = int(_env("WRAPPED_KAFKA_CONTROLLER_PORT", "9093"))
+    kafka_brokers = int(_env("WRAPPED_KAFKA_BROKERS", "1"))
     fake_spotify_port = int(_env("WRAPPED_FAKE_SPOTIFY_PORT", "8901"))
     fake_gemini_port = int(_env("WRAPPED_FAKE_GEMINI_PORT", "8902"))
     fake_musicbrainz_port = int(_env("WRAPPED_FAKE_MUSICBRAINZ_PORT", "8903"))
@@ -159,9 +171,11 @@ def load_settings() -> Settings:
         pg_password=_env("WRAPPED_PG_PASSWORD", "wrapped"),
         pg_database=_env("WRAPPED_PG_DATABASE", "wrapped"),
         airflow_database=_env("WRAPPED_AIRFLOW_DATABASE", "airflow"),
-        kafka_bootstrap=_env("WRAPPED_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
+        kafka_bootstrap=_env("WRAPPED_KAFKA_BOOTSTRAP", ",".join(
+            f"127.0.0.1:{port}" for port, _ in kafka_node_ports(kafka_port, kafka_controller_port, kafka_brokers))),
         kafka_port=kafka_port,
-        kafka_controller_port=int(_env("WRAPPED_KAFKA_CONTROLLER_PORT", "9093")),
+        kafka_controller_port=kafka_controller_port,
+        kafka_brokers=kafka_brokers,
         airflow_port=airflow_port,
         spotify_api_base=spotify_api_base,
         spotify_accounts_base=_env("SPOTIFY_ACCOUNTS_BASE", f"http://127.0.0.1:{fake_spotify_port}"),

@@ -1,7 +1,12 @@
-"""A single Apache Kafka 4 broker in KRaft mode, from Maven Central jars.
+"""Apache Kafka 4 in KRaft mode, from Maven Central jars: one node, or a cluster of three.
 
-`ensure_jars` resolves the broker once into the state folder (mvn, cached);
-storage is formatted once; the broker runs as `java -cp lib/* kafka.Kafka`.
+`ensure_jars` resolves the broker once into the state folder (mvn, cached); each node's
+storage is formatted once; each node runs as `java -cp lib/* kafka.Kafka`, a service of
+its own (`kafka`, `kafka-2`, `kafka-3`). With `WRAPPED_KAFKA_BROKERS=3` every node is
+broker and controller at once (three voters: the quorum survives one lost node), and
+topics, internal ones included, get replication factor 3 and `min.insync.replicas=2`:
+with the producer's acks=all, an acknowledged message is on at least two nodes, so one
+node may die without losing it, and producing goes on with the two left.
 Topics from DESIGN.md are created with explicit partitions and retention.
 """
 
@@ -10,11 +15,12 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from weekly_wrapped import contracts
-from wrapped_dev.config import Settings
 from weekly_wrapped.streaming.process import Service, port_open, wait_until
+from wrapped_dev.config import Settings, kafka_node_ports
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 
@@ -37,8 +43,51 @@ def jar_dir(settings: Settings) -> Path:
     return settings.state_dir / "jars" / "kafka"
 
 
+def replication_factor(brokers: int) -> int:
+    """Copies of each partition: three where there are three brokers, else as many as there are."""
+    return min(3, brokers)
+
+
+def min_insync_replicas(replication: int) -> int:
+    """Copies an acks=all write needs: two of three, so one broker may be down and writes go on."""
+    return min(2, replication)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node of the local stack (broker and controller in one process)."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    root: Path  # server.properties, log4j2.properties, data/
+    service: Service
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def nodes(settings: Settings) -> list[Node]:
+    """The stack's nodes. One node keeps the layout of before (`kafka/`, service `kafka`);
+    with more, node i lives in `kafka/node-i/` and runs as service `kafka-i` (node 1: `kafka`)."""
+    run, logs = settings.state_dir / "run", settings.state_dir / "logs"
+    ports = kafka_node_ports(settings.kafka_port, settings.kafka_controller_port, settings.kafka_brokers)
+    return [
+        Node(i, port, controller_port,
+             home(settings) if settings.kafka_brokers == 1 else home(settings) / f"node-{i}",
+             Service("kafka" if i == 1 else f"kafka-{i}", run, logs))
+        for i, (port, controller_port) in enumerate(ports, start=1)
+    ]
+
+
+def local_bootstrap(settings: Settings) -> str:
+    """Every node of the stack's own Kafka (WRAPPED_KAFKA_BOOTSTRAP may point elsewhere)."""
+    return ",".join(node.address for node in nodes(settings))
+
+
 def service(settings: Settings) -> Service:
-    return Service("kafka", settings.state_dir / "run", settings.state_dir / "logs")
+    return nodes(settings)[0].service
 
 
 def ensure_jars(settings: Settings) -> Path:
@@ -55,33 +104,45 @@ def ensure_jars(settings: Settings) -> Path:
     return target
 
 
-def _write_config(settings: Settings) -> Path:
-    root = home(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "server.properties"
+def _write_config(settings: Settings, node: Node) -> Path:
+    all_nodes = nodes(settings)
+    replication = replication_factor(len(all_nodes))
+    min_isr = min_insync_replicas(replication)
+    if len(all_nodes) == 1:
+        # A dynamic quorum of one (formatted with --standalone), as the stack always had.
+        quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{node.controller_port}"
+    else:
+        # A static quorum: every node votes, any two of three elect the active controller.
+        quorum = "controller.quorum.voters=" + ",".join(
+            f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in all_nodes)
+    node.root.mkdir(parents=True, exist_ok=True)
+    config = node.root / "server.properties"
     config.write_text(
         "\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{settings.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port}",
+            f"node.id={node.node_id}",
+            quorum,
+            f"listeners=PLAINTEXT://{node.address},CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{node.address}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={root / 'data'}",
+            f"log.dirs={node.root / 'data'}",
             "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            # Topics created without explicit settings, and Kafka's internal ones, replicate too.
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replication}",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replication}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "auto.create.topics.enable=false",
             "group.initial.rebalance.delay.ms=0",
             "",
         ])
     )
-    (root / "log4j2.properties").write_text(
+    (node.root / "log4j2.properties").write_text(
         "\n".join([
             "rootLogger.level=INFO",
             "rootLogger.appenderRef.stdout.ref=STDOUT",
@@ -99,38 +160,65 @@ def _write_config(settings: Settings) -> Path:
     return config
 
 
-def _java(settings: Settings, main: str, *args: str, heap: str = "512m") -> list[str]:
-    root = home(settings)
+def _java(settings: Settings, node: Node, main: str, *args: str, heap: str = "512m") -> list[str]:
     return [
         "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+        f"-Dlog4j2.configurationFile={node.root / 'log4j2.properties'}",
         "-cp", f"{jar_dir(settings)}/*", main, *args,
     ]
 
 
 def is_running(settings: Settings) -> bool:
-    return port_open("127.0.0.1", settings.kafka_port)
+    """Every node answers on its port."""
+    return all(port_open("127.0.0.1", node.port) for node in nodes(settings))
+
+
+def node_status(settings: Settings) -> list[tuple[Node, bool]]:
+    """Each node, and whether it answers on its port (`wrapped status`)."""
+    return [(node, port_open("127.0.0.1", node.port)) for node in nodes(settings)]
 
 
 def start(settings: Settings) -> None:
-    ensure_jars(settings)
-    config = _write_config(settings)
-    if not (home(settings) / "data" / "meta.properties").exists():
-        cluster_id = _cluster_id()
-        result = subprocess.run(
-            _java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                  "--standalone", "--ignore-formatted", heap="128m"),
-            capture_output=True, text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"formatting Kafka's storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    svc = service(settings)
-    if not is_running(settings):
-        from weekly_wrapped.streaming import process
+    """Start the nodes that are not running (all of them, or one that died), then the topics."""
+    from weekly_wrapped.streaming import process
 
-        process.start(svc, _java(settings, "kafka.Kafka", str(config)), os.environ)
-    wait_until(lambda: _broker_ready(settings), "the Kafka broker", 90, svc)
-    create_topics(settings.kafka_bootstrap)
+    ensure_jars(settings)
+    all_nodes = nodes(settings)
+    configs = {node.node_id: _write_config(settings, node) for node in all_nodes}
+    unformatted = [node for node in all_nodes if not (node.root / "data" / "meta.properties").exists()]
+    if unformatted:
+        # Every node of a cluster carries the same cluster id: kept beside the nodes, so a node
+        # formatted later (its data folder lost) joins the same cluster.
+        id_file = home(settings) / "cluster.id"
+        if not id_file.exists():
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(_cluster_id())
+        cluster_id = id_file.read_text().strip()
+        standalone = ["--standalone"] if len(all_nodes) == 1 else []
+        # All at once: each format is a JVM start of a few seconds.
+        formats = {
+            node.node_id: subprocess.Popen(
+                _java(settings, node, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                      "-c", str(configs[node.node_id]), *standalone, "--ignore-formatted", heap="128m"),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for node in unformatted
+        }
+        for node_id, proc in formats.items():
+            output, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage (node {node_id}) failed:\n{output[-4000:]}")
+    for node in all_nodes:
+        if not port_open("127.0.0.1", node.port):
+            process.start(node.service, _java(settings, node, "kafka.Kafka", str(configs[node.node_id])),
+                          os.environ)
+    bootstrap = local_bootstrap(settings)
+    # A node that exits (a port taken, a bad config) fails the start with its log's tail.
+    for node in all_nodes:
+        wait_until(lambda: port_open("127.0.0.1", node.port), f"Kafka node {node.node_id}", 90, node.service)
+    wait_until(lambda: _brokers_registered(bootstrap) >= len(all_nodes),
+               f"{len(all_nodes)} Kafka broker(s) registered", 90)
+    create_topics(bootstrap, replication_factor(len(all_nodes)))
 
 
 def _cluster_id() -> str:
@@ -145,16 +233,14 @@ def _cluster_id() -> str:
             return cluster_id
 
 
-def _broker_ready(settings: Settings) -> bool:
-    if not is_running(settings):
-        return False
+def _brokers_registered(bootstrap: str) -> int:
+    """Brokers the cluster's metadata lists (0 while none answers)."""
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient(_admin_config(settings.kafka_bootstrap)).list_topics(timeout=2)
-        return True
+        return len(AdminClient(_admin_config(bootstrap)).list_topics(timeout=2).brokers)
     except Exception:
-        return False
+        return 0
 
 
 def _admin_config(bootstrap: str) -> dict:
@@ -162,21 +248,28 @@ def _admin_config(bootstrap: str) -> dict:
     return {"bootstrap.servers": bootstrap, "log_level": 3}
 
 
-def create_topics(bootstrap: str, replication_factor: int = 1) -> None:
+def create_topics(bootstrap: str, replication: int | None = None) -> None:
+    """Create the topics that do not exist yet. Replication factor: `replication`, or by
+    default as many copies as the cluster's brokers allow (up to 3); `min.insync.replicas`
+    two where there are three copies (`wrapped create-topics` on an existing cluster)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(_admin_config(bootstrap))
-    existing = admin.list_topics(timeout=10).topics
+    metadata = admin.list_topics(timeout=10)
+    replication = replication or replication_factor(len(metadata.brokers))
     wanted = [
-        NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
-                 config={"retention.ms": str(RETENTION_MS), "compression.type": "producer"})
-        for topic, partitions in TOPIC_PARTITIONS.items() if topic not in existing
+        NewTopic(topic, num_partitions=partitions, replication_factor=replication,
+                 config={"retention.ms": str(RETENTION_MS), "compression.type": "producer",
+                         "min.insync.replicas": str(min_insync_replicas(replication))})
+        for topic, partitions in TOPIC_PARTITIONS.items() if topic not in metadata.topics
     ]
     for topic, future in (admin.create_topics(wanted) if wanted else {}).items():
         future.result()
 
 
 def stop(settings: Settings) -> bool:
+    """Stop every node (by process group); True if any was running."""
     from weekly_wrapped.streaming import process
 
-    return process.stop(service(settings), timeout=30)
+    stopped = [process.stop(node.service, timeout=30) for node in nodes(settings)]
+    return any(stopped)
