@@ -239,13 +239,16 @@ def play_rows(shape: Shape, catalogue: Catalogue, u: int, count: int, zone: str)
     lines: list[str] = []
     next_start = end_s
     for day_start, hour, size, era in reversed(sessions):
+        tracks = taste.tracks(era, size)
         if day_start is None:
-            at = start_s + rng.random() * window_s
+            # room for the session's plays after the window's start (none begins before it)
+            lead = min(window_s, sum(catalogue.track_duration_ms[t] for t in tracks) / 1000 + 3 * size)
+            at = start_s + lead + rng.random() * (window_s - lead)
         else:
             at = day_start + hour * 3600 + rng.random() * 3600
         at = min(at, next_start - 1)
         context = f"spotify:playlist:gen{u:04d}{hour:02d}"
-        for t in taste.tracks(era, size):
+        for t in tracks:
             duration_ms = catalogue.track_duration_ms[t]
             if at < export_until_s:
                 ms_played = rng.randrange(1_000, 30_000) if rng.random() < SKIP_SHARE else duration_ms
