@@ -101,12 +101,14 @@ def main(argv=None) -> int:
     client.unpause(DAG_ID)
     seed = f"airflow{uuid.uuid4().hex[:6]}"
     topic = contracts.PLAYS_TOPIC
-    load = SteadyLoad(settings.kafka_bootstrap, topic, args.rate, seed=seed).start()
+    load = None
     times = []
     try:
-        print(f"{DAG_ID} unpaused; producing {args.rate} plays/s to {topic}; waiting for the consumer to keep up")
-        wait(lambda: supervisor.is_running(settings.consumer) and caught_up(settings, topic, acknowledged(load)),
-             300, "the consumer started by Airflow to keep up", interval=0.5)
+        print(f"{DAG_ID} unpaused; waiting for its run to start the consumer")
+        wait(lambda: supervisor.is_running(settings.consumer), 300, "Airflow to start the consumer", interval=0.5)
+        load = SteadyLoad(settings.kafka_bootstrap, topic, args.rate, seed=seed).start()
+        print(f"producing {args.rate} plays/s to {topic}; waiting for the consumer to keep up")
+        wait(lambda: caught_up(settings, topic, acknowledged(load)), 300, "the consumer to keep up", interval=0.5)
         for kill in range(1, args.kills + 1):
             time.sleep(random.uniform(5, 25))  # a random moment: inside a supervision run or between two
             pid = supervisor.our_consumer_pid(settings.consumer)
@@ -124,7 +126,8 @@ def main(argv=None) -> int:
                   f"restarted after {restarted - killed:.1f}s; every play acknowledged before the kill "
                   f"committed after {done - killed:.1f}s")
     finally:
-        load.stop()
+        if load is not None:
+            load.stop()
         if was_paused:
             client.request("PATCH", f"/dags/{DAG_ID}?update_mask=is_paused", {"is_paused": True})
         delete_bench_plays(settings, f"bench{seed}-user-")

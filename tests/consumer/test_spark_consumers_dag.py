@@ -47,7 +47,7 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
     producer.flush()
     try:
         supervisor.start(private.consumer, topics=topics)  # remembers the test's topics in its state folder
-        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the first catch-up")
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 300, "the first catch-up")
         dead = supervisor.status(private.consumer).pid
         os.killpg(dead, signal.SIGKILL)
         wait_for(lambda: not supervisor.is_running(private.consumer), 30, "the consumer to die")
@@ -60,7 +60,7 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         assert "new plays committed since the beginning" in first
         restarted = supervisor.status(private.consumer)
         assert restarted.running and restarted.pid != dead
-        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the restarted consumer to catch up")
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 300, "the restarted consumer to catch up")
         assert_exactly_once(dsn, producer.acked_plays, 0)
 
         # Healthy and idle: nothing restarted, and no asset update without new plays (through the
@@ -86,15 +86,15 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         killed = time.monotonic()
         wait_for(lambda: supervisor.status(private.consumer).pid not in (None, restarted.pid), 20,
                  "the watching loop to restart the killed consumer")
-        assert time.monotonic() - killed < 10, "restarted within a few checks"
+        assert time.monotonic() - killed < 15, "restarted within a few checks"
         for i in range(1000, 1500):
             producer.send("plays", play(user, i), key=user)
         producer.flush()
-        plays, through = supervisor.wait_for_new_plays(dsn, since, run_seconds=120)
+        plays, through = supervisor.wait_for_new_plays(dsn, since, run_seconds=300)
         assert plays > 0
-        watcher.join(120)
+        watcher.join(300)
         assert outcome["state"].running
-        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 120, "the catch-up after the kill")
+        wait_for(lambda: supervisor.status(private.consumer).lag == 0, 300, "the catch-up after the kill")
         assert_exactly_once(dsn, producer.acked_plays, 0)
         _, newest = supervisor.plays_committed_since(dsn, None)
         assert supervisor.wait_for_new_plays(dsn, newest, run_seconds=0)[0] == 0
