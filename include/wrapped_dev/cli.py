@@ -46,6 +46,11 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
     _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
     _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
     _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
+    if settings.spark_cluster:
+        from wrapped_dev.stack import spark
+
+        _step(f"Spark master on {spark.master_url(settings)} (UI :{settings.spark_master_ui_port}), a worker "
+              f"({settings.spark_worker_cores} cores, {settings.spark_worker_memory})", lambda: spark.start(settings))
     _step("fake Spotify, fake Gemini, SMTP sink", lambda: fakes.start(settings))
     if with_airflow:
         _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
@@ -56,10 +61,11 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
 
 def down(settings: Settings) -> None:
     from weekly_wrapped.streaming import supervisor
-    from wrapped_dev.stack import airflow, fakes, kafka, postgres
+    from wrapped_dev.stack import airflow, fakes, kafka, postgres, spark
 
     print("Stopping the local stack", flush=True)
     _step("Spark consumer", lambda: supervisor.stop(settings.consumer))
+    _step("Spark master and worker", lambda: spark.stop(settings))  # a no-op unless `up` started them
     _step("Airflow", lambda: airflow.stop(settings))
     _step("fakes", lambda: fakes.stop(settings))
     _step("Kafka", lambda: kafka.stop(settings))
@@ -79,6 +85,12 @@ def status(settings: Settings) -> int:
         ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
         ("spark consumer", supervisor.is_running(settings.consumer), "supervised by the spark_consumers DAG"),
     ]
+    if settings.spark_cluster:
+        from wrapped_dev.stack import spark
+
+        rows.insert(-1, ("spark cluster", spark.is_running(settings),
+                         f"{spark.master_url(settings)}, {len(spark.alive_workers(settings))} worker(s) alive, "
+                         f"UI http://127.0.0.1:{settings.spark_master_ui_port}"))
     for name, ok, where in rows:
         print(f"{name:15} {'up  ' if ok else 'down'}  {where}")
     health = airflow.health(settings)
@@ -160,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p_logs.add_argument("name", help="kafka (kafka-2, kafka-3 with WRAPPED_KAFKA_BROKERS=3), postgres, "
                                      "airflow-scheduler, airflow-api-server, "
                                      "airflow-dag-processor, airflow-triggerer, fake-spotify, fake-gemini, "
-                                     "smtp-sink, spark-consumer")
+                                     "smtp-sink, spark-consumer, spark-master, spark-worker "
+                                     "(WRAPPED_SPARK_CLUSTER=true)")
     p_logs.add_argument("-f", "--follow", action="store_true")
     p_logs.add_argument("-n", "--lines", type=int, default=50)
     p_airflow = sub.add_parser("airflow", help="run the airflow CLI against the local stack",

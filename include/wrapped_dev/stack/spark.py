@@ -58,6 +58,8 @@ def _env(settings: Settings) -> dict[str, str]:
         "SPARK_HOME": str(spark_home()),
         "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
         "SPARK_LOCAL_IP": "127.0.0.1",
+        # No REST submission server: its fixed port (6066) would clash between two stacks on a machine.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
         # spark-class would read conf/spark-env.sh here; ours has none, and a user's must not leak in.
         "SPARK_CONF_DIR": str(settings.state_dir / "spark" / "conf"),
     })
