@@ -26,3 +26,17 @@ def test_kafka_cluster_ids_never_look_like_an_option():
 
     ids = [_cluster_id() for _ in range(5000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_the_stacks_spark_cluster_is_the_consumers_master_unless_one_is_given(monkeypatch):
+    monkeypatch.setattr(config, "_DOTENV", {})
+    for name in ("WRAPPED_SPARK_CLUSTER", "WRAPPED_SPARK_MASTER", "WRAPPED_SPARK_MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert config.load_settings().spark_master == "local[2]"
+    monkeypatch.setenv("WRAPPED_SPARK_CLUSTER", "true")
+    monkeypatch.setenv("WRAPPED_SPARK_MASTER_PORT", "17077")
+    settings = config.load_settings()
+    assert settings.spark_cluster and settings.spark_master == "spark://127.0.0.1:17077"
+    assert settings.consumer.spark_master == settings.spark_master
+    monkeypatch.setenv("WRAPPED_SPARK_MASTER", "spark://elsewhere:7077")
+    assert config.load_settings().spark_master == "spark://elsewhere:7077"
