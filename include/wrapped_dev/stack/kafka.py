@@ -265,6 +265,17 @@ def create_topics(bootstrap: str, replication: int | None = None) -> None:
     ]
     for topic, future in (admin.create_topics(wanted) if wanted else {}).items():
         future.result()
+    # Created is not yet served: the brokers learn of a topic, and elect its leaders, a moment later.
+    wait_until(lambda: _topics_served(admin), "the topics' partition leaders", 60)
+
+
+def _topics_served(admin) -> bool:
+    topics = admin.list_topics(timeout=10).topics
+    return all(
+        name in topics and topics[name].error is None and len(topics[name].partitions) == partitions
+        and all(p.leader >= 0 and p.error is None for p in topics[name].partitions.values())
+        for name, partitions in TOPIC_PARTITIONS.items()
+    )
 
 
 def stop(settings: Settings) -> bool:
