@@ -3,7 +3,10 @@
 Users are split into batches and the batches mapped over (`ingest_batch`), so a run scales
 past hundreds of users while each mapped task's name shows its users' outcomes in the UI
 (e.g. `demo-ana ok 12, demo-yuki rate-limited`). Inside a batch users run in a small thread
-pool with one client-side rate limit. A user's cursor moves only after Kafka acknowledged all
+pool. Every request takes the next slot of the app's one request budget, shared through
+Postgres by all batches running at once (`weekly_wrapped.ingest.budget`): Spotify limits the
+app, not the user, and whichever batches run share the whole rate, so a run of 1,000 users
+takes about (requests ÷ rate) plus task start-up. A user's cursor moves only after Kafka acknowledged all
 their messages; a Kafka failure fails the batch and Airflow's retry starts from the same cursor.
 Rate-limited users are skipped until their `retry_at`; `invalid_grant` marks a user
 `needs_reauth`. Details per user: `app.ingest_outcomes`; gaps: `app.ingest_gaps`.
@@ -32,9 +35,10 @@ the old key can be dropped.
 
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`, `musicbrainz_default`.
-Variables: `wrapped_ingest_batch_size` (users per mapped task, default 10), `wrapped_ingest_threads`
-(users at once in a batch, default 4), `wrapped_spotify_rps` (the app's request budget per second,
-default 10, split evenly between the batches that run at once), `wrapped_token_secret`.
+Variables: `wrapped_ingest_batch_size` (users per mapped task, default 50), `wrapped_ingest_threads`
+(users at once in a batch, default 8), `wrapped_spotify_rps` (the app's request budget per second,
+default 10, shared by the batches that run at once; param `spotify_rps` overrides it for one run),
+`wrapped_token_secret`.
 Parse-time environment (they shape the DAG): `WRAPPED_INGEST_SCHEDULE` (cron, default `@hourly`),
 `WRAPPED_INGEST_PARALLEL_BATCHES` (mapped batches at once, default 4).
 """
@@ -64,6 +68,9 @@ PARALLEL_BATCHES = int(os.getenv("WRAPPED_INGEST_PARALLEL_BATCHES", "4"))
     tags=["weekly-wrapped", "ingest", "spotify", "kafka"],
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
     params={
+        # None: the Variable wrapped_spotify_rps decides at run time.
+        "spotify_rps": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                             description="the app's Spotify requests per second for this run's batches"),
         # None: the Variable wrapped_metadata_backfill_per_run (default 200) decides at run time.
         "metadata_backfill_per_run": Param(None, type=["null", "integer"], minimum=0,
                                            description="tracks the metadata backfill may look up this run"),
@@ -92,14 +99,15 @@ def spotify_ingest():
         return rotated
 
     @task
-    def plan_batches() -> list[dict]:
-        """Active users (not needs_reauth / unsubscribed) in batches, each with its share of the rate budget."""
+    def plan_batches(params: dict) -> list[dict]:
+        """Active users (not needs_reauth / unsubscribed) in batches, with the app's shared request rate."""
         from weekly_wrapped.airflow import connections as conns
         from weekly_wrapped.ingest.poll import plan_batches as plan
         from weekly_wrapped.users.accounts import list_active_users
 
+        rps = params.get("spotify_rps") or float(conns.variable("wrapped_spotify_rps"))
         return plan(list_active_users(conns.warehouse_dsn()), int(conns.variable("wrapped_ingest_batch_size")),
-                    float(conns.variable("wrapped_spotify_rps")), PARALLEL_BATCHES)
+                    float(rps), PARALLEL_BATCHES)
 
     @task(
         map_index_template="{{ ingest_label }}",

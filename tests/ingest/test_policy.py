@@ -123,12 +123,10 @@ def test_batches_and_labels():
     assert len(ingest.summary_label([ingest.UserOutcome(f"user-{i}", "ok") for i in range(100)])) == 200
 
 
-def test_plan_batches_share_the_apps_request_budget_between_batches_running_at_once():
+def test_plan_batches_give_every_batch_the_apps_whole_budget_which_they_share_through_postgres():
     planned = ingest.plan_batches(list("abcde"), batch_size=2, app_requests_per_second=12, parallel_batches=2)
     assert [b["user_ids"] for b in planned] == [["a", "b"], ["c", "d"], ["e"]]
-    assert {b["requests_per_second"] for b in planned} == {6.0}  # two at a time: half each
-    alone = ingest.plan_batches(["a"], batch_size=10, app_requests_per_second=12, parallel_batches=4)
-    assert alone[0]["requests_per_second"] == 12.0
+    assert {b["requests_per_second"] for b in planned} == {12.0}  # one shared budget (ingest.budget), no fixed shares
 
 
 def test_count_outcomes_over_all_batches():

@@ -35,8 +35,10 @@ VARIABLE_DEFAULTS = {
     "wrapped_public_url": None,  # where people reach the api-server, e.g. https://wrapped.example.org
     "wrapped_admin_email": "",  # the operator's address for alerts ("": no alerts)
     "wrapped_alert_stale_poll_hours": "6",  # alert when an active user has not been polled successfully this long
-    "wrapped_ingest_batch_size": "10",  # users per mapped `ingest_batch` task
-    "wrapped_ingest_threads": "4",  # users polled at once inside a batch
+    # Users per mapped `ingest_batch` task: enough that a task's start-up (seconds) is small next to
+    # its share of the request budget; the batches share one budget (ingest.budget).
+    "wrapped_ingest_batch_size": "50",
+    "wrapped_ingest_threads": "8",  # users polled at once inside a batch: enough to keep the budget busy
     "wrapped_spotify_rps": "10",  # the Spotify app's request budget per second, shared by a run
     "wrapped_metadata_backfill_per_run": "200",  # exported tracks looked up per `spotify_ingest` run
     "wrapped_track_resolution_per_run": "200",  # exported name pairs searched per `spotify_ingest` run

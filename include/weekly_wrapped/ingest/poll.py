@@ -11,7 +11,8 @@ Errors are per user (the policy itself is `spotify.client.UserSession`): a long 
 QUOTA_EXCEEDED skips the user until `retry_at`; `invalid_grant`, or a stored token none of the
 configured keys decrypts, marks them `needs_reauth`;
 5xx/timeouts that outlast the retries fail the user. Users run in a small
-thread pool sharing one client-side rate limiter, so one user never stops another.
+thread pool, so one user never stops another; every request takes a slot of the app's
+request budget, shared through Postgres by all the batches polling at once (`ingest.budget`).
 A Kafka delivery failure is reported as `failed` and the caller fails the task, so
 Airflow retries from the same cursor.
 """
@@ -27,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 from weekly_wrapped import contracts
 from weekly_wrapped.ingest import store
+from weekly_wrapped.ingest.budget import SharedRateLimiter
 from weekly_wrapped.ingest.producer import DeliveryFailed, StreamProducer
 from weekly_wrapped.spotify import client as spotify
 from weekly_wrapped.spotify import payloads
@@ -50,7 +52,7 @@ class IngestConfig:
     topics: Mapping[str, str] = field(default_factory=dict)  # contract topic -> real topic (tests)
     source: str = "api"
     max_workers: int = 4
-    requests_per_second: float = 10.0   # shared by all users of one process
+    requests_per_second: float = 10.0   # the app's whole budget, shared by every process polling
     policy: CallPolicy = field(default_factory=CallPolicy)
     flush_timeout_s: float = 60.0
 
@@ -168,13 +170,17 @@ def _safely(fn, *args) -> None:
 
 def ingest_users(cfg: IngestConfig, user_ids: list[str], run_id: str | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> list[UserOutcome]:
-    """Ingest many users with bounded concurrency and one shared rate limiter; outcomes in input order."""
-    limiter = RateLimiter(cfg.requests_per_second)
+    """Ingest many users with bounded concurrency under the app's shared request budget; outcomes in input order."""
+    # One budget per Spotify app and API (a private fake in a test has its own).
+    limiter = SharedRateLimiter(cfg.dsn, f"{cfg.app.client_id} {cfg.app.api}", cfg.requests_per_second)
     cache = store.EntityCache(cfg.dsn)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.max_workers), thread_name_prefix="ingest") as pool:
-        futures = [pool.submit(ingest_user, cfg, u, limiter=limiter, cache=cache, run_id=run_id, sleep=sleep)
-                   for u in user_ids]
-        return [f.result() for f in futures]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, cfg.max_workers), thread_name_prefix="ingest") as pool:
+            futures = [pool.submit(ingest_user, cfg, u, limiter=limiter, cache=cache, run_id=run_id, sleep=sleep)
+                       for u in user_ids]
+            return [f.result() for f in futures]
+    finally:
+        limiter.close()
 
 
 class IngestFailed(RuntimeError):
@@ -195,12 +201,13 @@ def batches(user_ids: list[str], size: int) -> list[list[str]]:
 
 def plan_batches(user_ids: list[str], batch_size: int, app_requests_per_second: float,
                  parallel_batches: int) -> list[dict]:
-    """Mapped-task inputs: batches of users, each with its share of the app's request budget
-    (Spotify rate-limits the app, not the user, so batches running side by side share it)."""
+    """Mapped-task inputs: batches of users, each with the app's request budget. Spotify limits the
+    app, not the user: the batches running side by side share that one budget through Postgres
+    (`ingest.budget`), so no batch gets a fixed share that sits idle while it starts or after it ends."""
     planned = batches(user_ids, batch_size)
-    rps = app_requests_per_second / max(1, min(parallel_batches, len(planned)))
-    print(f"{len(user_ids)} active users in {len(planned)} batches, {rps:.1f} requests/s each")
-    return [{"user_ids": b, "requests_per_second": rps} for b in planned]
+    print(f"{len(user_ids)} active users in {len(planned)} batches, {min(parallel_batches, len(planned))} at "
+          f"once, sharing {app_requests_per_second:g} requests/s")
+    return [{"user_ids": b, "requests_per_second": app_requests_per_second} for b in planned]
 
 
 def report(outcomes: list[UserOutcome]) -> str:

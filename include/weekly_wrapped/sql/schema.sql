@@ -175,6 +175,13 @@ create table if not exists app.ingest_outcomes (
 -- The recap's readiness check asks each user's last successful poll (weekly_wrapped.recap.store).
 create index if not exists ingest_outcomes_ok on app.ingest_outcomes (user_id, created_at) where outcome = 'ok';
 
+-- The Spotify app's request budget, shared by every process that polls (ingest.budget): the
+-- next free request slot; each request moves it 1/rate seconds on.
+create table if not exists app.request_budget (
+    name text primary key,  -- the Spotify app's client id and API base
+    next_at timestamptz not null
+);
+
 -- Tracks/albums/artists ingestion already produced to Kafka: metadata is looked up and
 -- produced once per entity, not on every poll (written with the cursor, after Kafka acked).
 create table if not exists app.entity_cache (

@@ -29,10 +29,20 @@ ingestion bugs show up against it:
                             "retry_after": seconds (429), "status": code (5xx), "count": n}
   `POST /_control/burst`   {"user_id": u, "count": n} n extra plays ending at the clock's now
   `POST /_control/reset`   forget faults, bursts, counters and the frozen clock
+  `POST /_control/listeners` {"count": N} serve N synthetic listeners (the demo's three, then
+                           `demo-user-004` ...; only ever grows), to onboard many at once
+  `POST /_control/rate_limit` {"per_second": R, "window_seconds": W (default 30)} an app-wide
+                           limit on Web API requests, or {"per_second": null} for none (the default)
 
-The plays come from `demo_listener`, deterministic from `--seed`. The clock is
-real time unless frozen by `FAKE_SPOTIFY_NOW` (ISO 8601 or epoch ms) or the control
-endpoint. Run: `python -m wrapped_dev.fakes.spotify_server --port 8901 [--seed N] [--users N]`.
+The app-wide rate limit works like Spotify's: a rolling window (30 s) over all of the app's Web API
+requests, whichever user's token they carry; a request over the budget (R x W requests in the last
+W seconds) gets 429 with `Retry-After` (whole seconds until the window has room) and does not count
+against the budget. The accounts service (`/api/token`) is not limited. `/_control/state` counts
+`api requests` (every Web API request, admitted or not) and `api 429 rate limit`.
+
+The plays come from `demo_listener`, deterministic from `--seed` and the listener. The clock is
+real time unless frozen by `FAKE_SPOTIFY_NOW` (ISO 8601 or epoch ms) or the control endpoint.
+Run: `python -m wrapped_dev.fakes.spotify_server --port 8901 [--seed N] [--users N] [--rate-limit R]`.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import secrets
 import threading
 import time
 import unicodedata
+from collections import deque
 from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,16 +98,17 @@ class FakeSpotify:
     """All server state, behind one lock. Pure in-memory; restart = fresh state."""
 
     def __init__(self, seed: int = 7, n_users: int = 3, client_id: str = "demo-client-id",
-                 client_secret: str = "demo-client-secret", now: int | None = None, user_prefix: str = ""):
+                 client_secret: str = "demo-client-secret", now: int | None = None, user_prefix: str = "",
+                 rate_limit: float | None = None, rate_window_s: float = 30.0):
         self.seed = seed
+        self.user_prefix = user_prefix
         self.client_id = client_id
         self.client_secret = client_secret
         self.catalogue = dl.build_catalogue(seed)
         # A prefix gives tests their own user ids next to the demo's in one warehouse.
-        self.users = {user_prefix + u.user_id: replace(u, user_id=user_prefix + u.user_id,
-                                                       email=user_prefix + u.email)
-                      for u in dl.demo_users(n_users)}
+        self.users: dict[str, dl.DemoUser] = {}
         self.lock = threading.Lock()
+        self.add_listeners(n_users)
         self.frozen_now_ms = now
         self.codes: dict[str, dict] = {}           # code -> {user_id, redirect_uri, scope}
         self.refresh_tokens: dict[str, dict] = {}  # token -> {user_id, scope, revoked}
@@ -104,6 +116,39 @@ class FakeSpotify:
         self.faults: list[dict] = []
         self.bursts: dict[str, list[dl.Play]] = {}
         self.counts: dict[str, int] = {}
+        self.rate_limit = rate_limit  # Web API requests per second for the whole app; None: no limit
+        self.rate_window_s = rate_window_s
+        self.admitted: deque[float] = deque()  # monotonic times of the requests in the current window
+
+    def add_listeners(self, count: int) -> int:
+        """Serve the first `count` synthetic listeners (never fewer than now); returns how many there are."""
+        with self.lock:
+            for u in dl.demo_users(count)[len(self.users):]:
+                uid = self.user_prefix + u.user_id
+                self.users[uid] = replace(u, user_id=uid, email=self.user_prefix + u.email)
+            return len(self.users)
+
+    # --- the app-wide rate limit --------------------------------------------------
+    def set_rate_limit(self, per_second: float | None, window_s: float = 30.0) -> None:
+        with self.lock:
+            self.rate_limit = per_second or None
+            self.rate_window_s = window_s
+            self.admitted.clear()
+
+    def admit(self) -> int:
+        """Count one Web API request: 0 if it fits the app's budget, else the Retry-After in seconds."""
+        with self.lock:
+            self.counts["api requests"] = self.counts.get("api requests", 0) + 1
+            if not self.rate_limit:
+                return 0
+            now = time.monotonic()
+            while self.admitted and self.admitted[0] <= now - self.rate_window_s:
+                self.admitted.popleft()
+            if len(self.admitted) < max(1, int(self.rate_limit * self.rate_window_s)):
+                self.admitted.append(now)
+                return 0
+            self.counts["api 429 rate limit"] = self.counts.get("api 429 rate limit", 0) + 1
+            return max(1, int(self.admitted[0] + self.rate_window_s - now + 0.999))
 
     # --- clock -----------------------------------------------------------------
     def now_ms(self) -> int:
@@ -114,6 +159,7 @@ class FakeSpotify:
             self.faults.clear()
             self.bursts.clear()
             self.counts.clear()
+            self.admitted.clear()
             self.frozen_now_ms = None
 
     # --- faults ----------------------------------------------------------------
@@ -409,7 +455,9 @@ class Handler(BaseHTTPRequestHandler):
             with self.fake.lock:
                 state = {"now": dl.iso_ms(self.fake.now_ms()), "now_ms": self.fake.now_ms(),
                          "frozen": self.fake.frozen_now_ms is not None, "counts": dict(self.fake.counts),
-                         "faults": [dict(f) for f in self.fake.faults]}
+                         "faults": [dict(f) for f in self.fake.faults], "listeners": len(self.fake.users),
+                         "rate_limit": {"per_second": self.fake.rate_limit,
+                                        "window_seconds": self.fake.rate_window_s}}
             return self._send(200, state)
         if url.path.startswith("/v1/"):
             # Spotify tolerates a trailing slash (spotipy sends "me/").
@@ -522,6 +570,10 @@ class Handler(BaseHTTPRequestHandler):
         token = auth[7:] if auth.startswith("Bearer ") else ""
         with self.fake.lock:
             info = self.fake.access_tokens.get(token)
+        # Spotify counts every request of the app, whichever token (or none) it carries.
+        retry_after = self.fake.admit()
+        if retry_after:
+            return self._send(429, _error(429, "API rate limit exceeded"), {"Retry-After": retry_after})
         if info is None:
             return self._send(401, _error(401, "Invalid access token"))
         user_id = info["user_id"]
@@ -611,6 +663,22 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"ok": True, "plays": len(burst),
                                     "from": dl.iso_ms(burst[-1].played_at_ms) if burst else None,
                                     "to": dl.iso_ms(burst[0].played_at_ms) if burst else None})
+        if action == "listeners":
+            try:
+                count = int(p["count"])
+            except (KeyError, TypeError, ValueError):
+                return self._send(400, {"error": "give count"})
+            return self._send(200, {"ok": True, "listeners": fake.add_listeners(count)})
+        if action == "rate_limit":
+            try:
+                per_second = float(p["per_second"]) if p.get("per_second") is not None else None
+                window = float(p.get("window_seconds", 30))
+            except (TypeError, ValueError):
+                return self._send(400, {"error": "per_second and window_seconds must be numbers"})
+            if (per_second is not None and per_second <= 0) or window <= 0:
+                return self._send(400, {"error": "per_second and window_seconds must be positive"})
+            fake.set_rate_limit(per_second, window)
+            return self._send(200, {"ok": True, "per_second": per_second, "window_seconds": window})
         self._send(404, {"error": f"unknown control {action!r}"})
 
 
@@ -630,12 +698,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("FAKE_SPOTIFY_SEED", 7)))
     parser.add_argument("--users", type=int, default=int(os.environ.get("FAKE_SPOTIFY_USERS", 3)))
+    parser.add_argument("--rate-limit", type=float, default=float(os.environ.get("FAKE_SPOTIFY_RATE_LIMIT", 0)),
+                        help="app-wide Web API requests per second (rolling 30 s window); 0: no limit")
     parser.add_argument("--client-id", default=os.environ.get("SPOTIFY_CLIENT_ID") or "demo-client-id")
     parser.add_argument("--client-secret", default=os.environ.get("SPOTIFY_CLIENT_SECRET") or "demo-client-secret")
     args = parser.parse_args(argv)
     now = os.environ.get("FAKE_SPOTIFY_NOW")
     fake = FakeSpotify(args.seed, args.users, args.client_id, args.client_secret,
-                       parse_instant(now) if now else None)
+                       parse_instant(now) if now else None, rate_limit=args.rate_limit or None)
     server = make_server(args.port, args.host, fake)
     print(f"fake Spotify on http://{args.host}:{server.server_address[1]} "
           f"(seed {args.seed}, {args.users} users)", flush=True)
