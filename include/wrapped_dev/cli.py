@@ -12,6 +12,8 @@
                       one user's recap to an HTML file (and its text part), without sending
     wrapped generate --plays 10000000 --listeners 1000 --years 2 [--dsn DSN]
                       synthetic listening history (plays, tracks, albums, artists, users) by COPY
+    wrapped listeners add --count 1000 | remove
+                      many synthetic listeners on the fake Spotify, onboarded as users (or deleted again)
 """
 
 from __future__ import annotations
@@ -212,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 
     generate_module.add_arguments(p_generate)
     p_generate.add_argument("--dsn", help="the warehouse to fill (default: the stack's; schema.sql is applied)")
+    p_listeners = sub.add_parser("listeners", help="onboard many synthetic listeners from the fake Spotify "
+                                                   "(add --count N), or delete the numbered ones (remove)")
+    p_listeners.add_argument("action", choices=("add", "remove"))
+    p_listeners.add_argument("--count", type=int, default=1000, help="listeners to serve and onboard (add)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -221,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         dsn = args.dsn or settings.warehouse_dsn
         db.apply_schema(dsn)
         return generate_module.main(args, dsn)
+    if args.command == "listeners":
+        from wrapped_dev import listeners
+
+        return listeners.main(args, settings)
     if args.command == "airflow":
         import os
 
