@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--topics", default="",
                         help="replace the four topics, e.g. 'plays=my.plays,tracks=my.tracks' "
                              "(only the listed streams are consumed; tests use unique names)")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=200_000,
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=500_000,
                         help="upper bound of messages per micro-batch (default %(default)s)")
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers (host:port,...)")
     parser.add_argument("--driver-memory", default="2g",
