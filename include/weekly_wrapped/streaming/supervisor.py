@@ -50,6 +50,10 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 SETTLE_SECONDS = 25
 # A consumer with lag that commits nothing for this long (after a grace re-check) is stalled.
 STALL_SECONDS = 90
+# ... but its first batch after a start reads the whole backlog (all that came while it was
+# down) and starts Spark: on a busy machine that takes minutes, and restarting it would only
+# start that batch over.
+FIRST_BATCH_SECONDS = 300
 # Found dead (not stopped by us) this often within the window: stop restarting, fail loudly.
 MAX_DEATHS, DEATH_WINDOW_SECONDS = 3, 30 * 60
 # Unexpected exits are remembered this long, for the operator's alert (weekly_wrapped.alerts).
@@ -532,9 +536,10 @@ def recent_deaths(config: ConsumerConfig, within_seconds: float) -> list[float]:
 def _stalled(config: ConsumerConfig, current: Status, stall_seconds: float) -> bool:
     if not current.lag:
         return False  # idle is fine: no data, no batches
-    since_progress = min(current.heartbeat_age_s if current.heartbeat_age_s is not None else float("inf"),
-                         _uptime(config))
-    if since_progress < stall_seconds:
+    heartbeat = current.heartbeat_age_s if current.heartbeat_age_s is not None else float("inf")
+    uptime = _uptime(config)
+    first_batch = heartbeat > uptime  # no batch committed since this start
+    if min(heartbeat, uptime) < (max(stall_seconds, FIRST_BATCH_SECONDS) if first_batch else stall_seconds):
         return False
     # An idle consumer's last batch is old by nature; new data may have just arrived.
     # Give it one grace period to commit a batch before calling it stalled.
