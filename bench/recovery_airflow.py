@@ -60,6 +60,8 @@ def acknowledged(load: SteadyLoad) -> dict[int, int]:
 
 
 def caught_up(settings, topic: str, acked: dict[int, int]) -> bool:
+    if not acked:
+        return False  # nothing acknowledged yet: nothing to have caught up with
     done = committed_offsets(settings.warehouse_dsn, checkpoint_query_id(settings.consumer.checkpoint))
     return all(int(done.get(topic, {}).get(str(p), 0)) > offset for p, offset in acked.items())
 
