@@ -80,7 +80,7 @@ def status(settings: Settings) -> int:
 
     rows = [
         ("postgres", postgres.is_running(settings), f"{settings.pg_host}:{settings.pg_port}"),
-        *((node.service.name, answers, node.address) for node, answers in kafka.node_status(settings)),
+        *kafka.status_rows(settings),
         ("fakes", fakes.is_running(settings),
          f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, "
          f"musicbrainz :{settings.fake_musicbrainz_port}, smtp :{settings.smtp_port}"),

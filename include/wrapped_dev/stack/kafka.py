@@ -168,20 +168,31 @@ def _java(settings: Settings, node: Node, main: str, *args: str, heap: str = "51
     ]
 
 
+def is_external(settings: Settings) -> bool:
+    """WRAPPED_KAFKA_BOOTSTRAP names a cluster of one's own: the stack runs no broker then."""
+    return settings.kafka_bootstrap != local_bootstrap(settings)
+
+
 def is_running(settings: Settings) -> bool:
     """Every node answers on its port."""
     return all(port_open("127.0.0.1", node.port) for node in nodes(settings))
 
 
-def node_status(settings: Settings) -> list[tuple[Node, bool]]:
-    """Each node, and whether it answers on its port (`wrapped status`)."""
-    return [(node, port_open("127.0.0.1", node.port)) for node in nodes(settings)]
+def status_rows(settings: Settings) -> list[tuple[str, bool, str]]:
+    """(name, answers, where) per node for `wrapped status`; one row for a cluster of one's own."""
+    if is_external(settings):
+        return [("kafka (yours)", _brokers_registered(settings.kafka_bootstrap) > 0, settings.kafka_bootstrap)]
+    return [(node.service.name, port_open("127.0.0.1", node.port), node.address) for node in nodes(settings)]
 
 
 def start(settings: Settings) -> None:
-    """Start the nodes that are not running (all of them, or one that died), then the topics."""
+    """Start the nodes that are not running (all of them, or one that died), then the topics.
+    On a cluster of one's own (WRAPPED_KAFKA_BOOTSTRAP), only create the missing topics there."""
     from weekly_wrapped.streaming import process
 
+    if is_external(settings):
+        create_topics(settings.kafka_bootstrap)
+        return
     ensure_jars(settings)
     all_nodes = nodes(settings)
     configs = {node.node_id: _write_config(settings, node) for node in all_nodes}
