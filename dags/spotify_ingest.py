@@ -35,7 +35,7 @@ the old key can be dropped.
 
 Each successful batch updates the `KAFKA_PLAYS` asset, with the play count in the event's extra.
 Connections: `spotify_default`, `kafka_default`, `postgres_default`, `musicbrainz_default`.
-Variables: `wrapped_ingest_batch_size` (users per mapped task, default 50), `wrapped_ingest_threads`
+Variables: `wrapped_ingest_batch_size` (users per mapped task, default 250), `wrapped_ingest_threads`
 (users at once in a batch, default 8), `wrapped_spotify_rps` (the app's request budget per second,
 default 10, shared by the batches that run at once; param `spotify_rps` overrides it for one run),
 `wrapped_token_secret`.
