@@ -14,7 +14,7 @@ through Postgres, should keep every batch under the limit).
 Rate 5/s: the product's default for the real Spotify is 10/s (`wrapped_spotify_rps`), and a
 development-mode app is allowed less than that over 30 s; at 5/s the ~1,000 requests take about
 200 s of budget, long against Airflow's per-task start-up (seconds), as at Spotify's real rates,
-and the bench stays within ~5 min. Afterwards the 1,000 listeners are deleted again
+and the bench takes about 7 min in all (onboarding and deletion included). Afterwards the 1,000 listeners are deleted again
 (`wrapped listeners remove`), the fake's limit is lifted and the DAG paused if it was.
 
     .local/venv/bin/python bench/ingest_fanout.py [--listeners 1000] [--rate 5]
