@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         for i in range(WARMUP):
             producer.send(contracts.PLAYS_TOPIC, play_message(i, seed="w"), validated=True)
         producer.flush()
-        wait_for_plays(dsn, WARMUP, 180)
+        wait_for_plays(dsn, WARMUP, 600)  # Spark start-up and the first batch, on a busy machine
 
         messages = [play_message(i) for i in range(n)]
         started = time.monotonic()
