@@ -110,7 +110,10 @@ def main(argv=None) -> int:
         wait(lambda: supervisor.is_running(settings.consumer), 300, "Airflow to start the consumer", interval=0.5)
         load = SteadyLoad(settings.kafka_bootstrap, topic, args.rate, seed=seed).start()
         print(f"producing {args.rate} plays/s to {topic}; waiting for the consumer to keep up")
-        wait(lambda: caught_up(settings, topic, acknowledged(load)), 300, "the consumer to keep up", interval=0.5)
+        time.sleep(5)
+        for _ in range(3):  # keeping up: three times in a row, what Kafka had acknowledged is committed soon after
+            mark = acknowledged(load)
+            wait(lambda: caught_up(settings, topic, mark), 300, "the consumer to keep up", interval=0.25)
         for kill in range(1, args.kills + 1):
             time.sleep(random.uniform(5, 25))  # a random moment: inside a supervision run or between two
             pid = supervisor.our_consumer_pid(settings.consumer)
