@@ -117,7 +117,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "6"),
+        # Two slots are always taken (spark_consumers' and announce_raw_plays' watches), four for
+        # spotify_ingest's parallel batches, the rest for dbt and the weekly send.
+        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "10"),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "6",
         "AIRFLOW__CORE__FERNET_KEY": _fernet_key(settings),
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "utc",
