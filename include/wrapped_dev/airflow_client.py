@@ -72,6 +72,25 @@ class AirflowClient:
                            {"logical_date": logical_date, "conf": conf or {}})
         return run["dag_run_id"]
 
+    def runs(self, dag_id: str, limit: int = 20) -> list[dict]:
+        """The DAG's latest runs, newest first."""
+        return self.request("GET", f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit={limit}")["dag_runs"]
+
+    def latest_asset_event(self, source_dag_id: str) -> dict | None:
+        """The newest asset event a DAG's tasks emitted (with its `extra`), or None."""
+        events = self.request("GET", f"/assets/events?source_dag_id={source_dag_id}&order_by=-timestamp&limit=1")
+        return events["asset_events"][0] if events["asset_events"] else None
+
+    def wait_for_new_run(self, dag_id: str, known: set[str], timeout: float) -> str | None:
+        """The id of a run of `dag_id` not in `known` once one appears, or None after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = [r["dag_run_id"] for r in self.runs(dag_id) if r["dag_run_id"] not in known]
+            if new:
+                return new[0]
+            time.sleep(2)
+        return None
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         quoted = urllib.parse.quote(run_id, safe="")
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{quoted}")["state"]

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="run the whole pipeline for the demo listeners, through Airflow")
     p_demo.add_argument("--timeout", type=int, default=900, help="seconds to wait for each DAG run")
     p_consumer = sub.add_parser("consumer", help="the streaming consumer, by hand (the spark_consumers DAG "
-                                                 "does `ensure` every few minutes)")
+                                                 "checks it every 2 s and restarts it)")
     p_consumer.add_argument("action", choices=("start", "stop", "status", "ensure"),
                             help="start it detached, stop it, show its status, or do what the DAG does")
     p_consumer.add_argument("--json", action="store_true", help="status as JSON")

@@ -487,7 +487,7 @@ def _start_and_settle(config: ConsumerConfig, settle: float) -> None:
 
 def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
                    settle_seconds: float = SETTLE_SECONDS) -> Status:
-    """What the `spark_consumers` DAG does every few minutes; returns the status afterwards.
+    """One check of the `spark_consumers` DAG (its watch repeats it every 2 s); returns the status afterwards.
 
     Not running -> start it (unless it keeps dying: then raise ConsumerDied with its log).
     Running with lag but no batch committed for `stall_seconds` -> restart it from its checkpoint.
