@@ -66,9 +66,10 @@ def down(settings: Settings) -> None:
     from wrapped_dev.stack import airflow, fakes, kafka, postgres, spark
 
     print("Stopping the local stack", flush=True)
+    # Airflow first: its consumer watch would start the consumer again.
+    _step("Airflow", lambda: airflow.stop(settings))
     _step("Spark consumer", lambda: supervisor.stop(settings.consumer))
     _step("Spark master and worker", lambda: spark.stop(settings))  # a no-op unless `up` started them
-    _step("Airflow", lambda: airflow.stop(settings))
     _step("fakes", lambda: fakes.stop(settings))
     _step("Kafka", lambda: kafka.stop(settings))
     _step("PostgreSQL", lambda: postgres.stop(settings))

@@ -7,6 +7,8 @@ service (process group), so `down` stops the task processes they spawned too.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -88,4 +90,28 @@ def stop(settings: Settings) -> bool:
     stopped = False
     for svc in reversed(services(settings)):
         stopped |= process.stop(svc, timeout=30)
-    return stopped
+    return _stop_orphaned_tasks(settings) or stopped
+
+
+def _stop_orphaned_tasks(settings: Settings) -> bool:
+    """Kill the task processes that outlived the scheduler (each leads a process group of its
+    own, and the long-lived watches would go on, even restart the consumer): processes titled
+    `airflow worker` with this stack's AIRFLOW_HOME, so another stack's tasks are left alone."""
+    marker = f"AIRFLOW_HOME={airflow_home(settings)}".encode()
+    groups = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if ((proc / "cmdline").read_bytes().startswith(b"airflow worker")
+                    and marker in (proc / "environ").read_bytes().split(b"\0")):
+                groups.add(os.getpgid(int(proc.name)))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile, or not ours to read
+    groups.discard(os.getpgid(0))
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return bool(groups)
