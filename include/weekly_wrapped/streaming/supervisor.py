@@ -499,7 +499,9 @@ def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
             if len(deaths) >= MAX_DEATHS:
                 raise ConsumerDied(
                     f"the streaming consumer died {len(deaths)} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
-                    f"not restarting it. Last lines of {service(config).log_file}:\n{log_tail(config)}"
+                    f"not restarting it. Once the cause is fixed, start it by hand (`wrapped consumer start` "
+                    f"on the local stack) and the watch takes over again. "
+                    f"Last lines of {service(config).log_file}:\n{log_tail(config)}"
                 )
             print(f"consumer not running ({len(deaths)} unexpected exits lately); starting it")
             _start_and_settle(config, settle_seconds)
