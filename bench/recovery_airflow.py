@@ -97,6 +97,13 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=2, help="kills; the worst counts (default %(default)s)")
     args = parser.parse_args(argv)
     settings = load_settings()
+    deaths = supervisor.recent_deaths(settings.consumer, supervisor.DEATH_WINDOW_SECONDS)
+    if len(deaths) + args.kills >= supervisor.MAX_DEATHS:  # the supervisor would refuse a restart
+        must_expire = deaths[len(deaths) + args.kills - supervisor.MAX_DEATHS]
+        free_at = time.strftime("%H:%M:%S", time.localtime(must_expire + supervisor.DEATH_WINDOW_SECONDS))
+        print(f"the consumer died {len(deaths)} times in the last {supervisor.DEATH_WINDOW_SECONDS // 60} minutes; "
+              f"{args.kills} more would stop the supervisor restarting it. Try again after {free_at}.")
+        return 2
     client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
     client.wait_for_dag(DAG_ID)
     was_paused = client.request("GET", f"/dags/{DAG_ID}")["is_paused"]
