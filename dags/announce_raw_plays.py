@@ -17,7 +17,7 @@ from pathlib import Path
 from airflow.sdk import dag, task
 
 from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
-from weekly_wrapped.airflow.assets import RAW_PLAYS
+from weekly_wrapped.airflow.assets import RAW_PLAYS, raw_plays_watermark, update_raw_plays
 
 DAG_ID = Path(__file__).stem
 WAIT_MINUTES = 10
@@ -42,23 +42,16 @@ def announce_raw_plays():
         """Wait for plays committed since the last RAW_PLAYS event; update RAW_PLAYS with them."""
         import time
 
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from weekly_wrapped.airflow.connections import warehouse_dsn
         from weekly_wrapped.streaming.supervisor import wait_for_new_plays
 
         previous = context["inlet_events"][RAW_PLAYS]
-        since = previous[-1].extra.get("committed_through") if len(previous) else None
+        since = raw_plays_watermark(context)
         wait_seconds = float((context["dag_run"].conf or {}).get("wait_seconds", WAIT_MINUTES * 60))
         if len(previous):
             since_last = (datetime.now(timezone.utc) - previous[-1].timestamp).total_seconds()
             time.sleep(max(0.0, MIN_INTERVAL_SECONDS - since_last))
-        plays, through = wait_for_new_plays(warehouse_dsn(), since, wait_seconds)
-        if not plays:  # a skipped task emits no asset event
-            raise AirflowSkipException(f"no new plays committed since {since or 'the beginning'}")
-        print(f"{plays} new plays committed since {since or 'the beginning'} (through {through})")
-        context["outlet_events"][RAW_PLAYS].extra = {"committed_through": through, "new_plays": plays}
-        return plays
+        return update_raw_plays(context, since, *wait_for_new_plays(warehouse_dsn(), since, wait_seconds))
 
     announce_new_plays()
 

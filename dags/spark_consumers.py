@@ -34,7 +34,7 @@ from pathlib import Path
 from airflow.sdk import dag, task
 
 from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
-from weekly_wrapped.airflow.assets import RAW_PLAYS
+from weekly_wrapped.airflow.assets import RAW_PLAYS, raw_plays_watermark, update_raw_plays
 
 DAG_ID = Path(__file__).stem
 WATCH_MINUTES = float(os.getenv("WRAPPED_CONSUMER_WATCH_MINUTES", "30"))
@@ -62,8 +62,6 @@ def spark_consumers():
           **PLACEMENT)
     def supervise_consumer(**context) -> int:
         """Watch and restart the consumer; then update RAW_PLAYS if new plays were committed."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from weekly_wrapped.airflow.connections import consumer_config, warehouse_dsn
         from weekly_wrapped.streaming import supervisor
 
@@ -77,14 +75,8 @@ def spark_consumers():
         for partition, lag in sorted(state.lag_by_partition.items()):
             print(f"  lag {partition}: {lag}")
 
-        previous = context["inlet_events"][RAW_PLAYS]
-        since = previous[-1].extra.get("committed_through") if len(previous) else None
-        plays, through = supervisor.plays_committed_since(warehouse_dsn(), since)
-        if not plays:  # a skipped task emits no asset event
-            raise AirflowSkipException(f"no new plays committed since {since or 'the beginning'}")
-        print(f"{plays} new plays committed since {since or 'the beginning'} (through {through})")
-        context["outlet_events"][RAW_PLAYS].extra = {"committed_through": through, "new_plays": plays}
-        return plays
+        since = raw_plays_watermark(context)
+        return update_raw_plays(context, since, *supervisor.plays_committed_since(warehouse_dsn(), since))
 
     supervise_consumer()
 
