@@ -178,3 +178,35 @@ def test_a_consumer_from_before_the_lock_is_known_by_pid_start_time_and_command_
     finally:
         legacy.kill()
         legacy.wait()
+
+
+def test_stop_lets_the_job_stop_its_jvm_itself(config, tmp_path):
+    """The real job needs Spark's JVM (its child, same process group) to stop the query: the SIGTERM
+    goes to the job alone, and the job's children are gone when stop returns."""
+    seen = tmp_path / "child_at_sigterm"
+    supervisor.JOB.write_text(
+        "import signal, subprocess, sys, time\n"
+        "jvm = subprocess.Popen(['sleep', '600'])\n"
+        "def stop(*_):\n"
+        f"    open({str(seen)!r}, 'w').write('alive' if jvm.poll() is None else 'dead')\n"
+        "    jvm.terminate(); jvm.wait(); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(600)\n")
+    pid = supervisor.start(config)
+    time.sleep(0.5)  # the stand-in installs its handler
+    assert supervisor.stop(config, timeout=10) is True
+    assert seen.read_text() == "alive"
+    assert not supervisor.is_running(config) and not process._group_alive(pid)
+
+
+def test_a_job_that_ignores_sigterm_is_killed_and_gone_when_stop_returns(config):
+    supervisor.JOB.write_text(
+        "import signal, subprocess, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen(['sleep', '600'])\n"
+        "time.sleep(600)\n")
+    pid = supervisor.start(config)
+    time.sleep(0.5)
+    assert supervisor.stop(config, timeout=1) is True
+    assert not supervisor.is_running(config), "the lock is released before stop returns"
+    assert not process._group_alive(pid)

@@ -63,6 +63,8 @@ CHECK_SECONDS = 2.0
 # A probe (`is_running` from another process) holds the consumer lock for microseconds; a start
 # that finds it taken asks again for this long before it believes a consumer holds it.
 LOCK_RETRY_SECONDS = 2.0
+# After SIGKILL the kernel still has to tear the processes down (a JVM of some GiB takes a moment).
+KILL_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ def our_consumer_pid(config: ConsumerConfig) -> int | None:
 
     The pid file could point at anything (a reused pid, a process someone else started), so the
     process must also have the start time and the exact command line recorded when we started it,
-    and lead its own process group (the group is what `stop` signals).
+    and lead its own process group (the group is what `stop` kills when the job does not stop).
     """
     started = _read_state(config).get("process")
     if not started or not _lock_held(config):
@@ -345,8 +347,9 @@ def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_ar
 
 
 def stop(config: ConsumerConfig, timeout: float = 30.0) -> bool:
-    """Stop the consumer this supervisor started: SIGTERM to its process group (the query stops
-    between batches), SIGKILL after `timeout`. Signals nothing it cannot prove it started."""
+    """Stop the consumer this supervisor started and return once it is gone: SIGTERM to the job
+    (it stops the query between batches, then Spark), SIGKILL to its whole process group after
+    `timeout`. Signals nothing it cannot prove it started."""
     with _supervising(config):
         pid = our_consumer_pid(config)
         if pid is None:
@@ -356,14 +359,27 @@ def stop(config: ConsumerConfig, timeout: float = 30.0) -> bool:
             else:
                 service(config).pid_file.unlink(missing_ok=True)
             return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (_lock_held(config) or process._group_alive(pid)):
-            time.sleep(0.2)
-        if process._group_alive(pid):
+        # The job alone: a SIGTERM to the group would also kill Spark's JVM, which the job needs to
+        # stop the query; the job's JVM exits with it.
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if not _wait_until_gone(config, pid, timeout):
             _signal_group(pid, signal.SIGKILL)
+            _wait_until_gone(config, pid, KILL_WAIT_SECONDS)
         service(config).pid_file.unlink(missing_ok=True)
         return True
+
+
+def _wait_until_gone(config: ConsumerConfig, pgid: int, timeout: float) -> bool:
+    """Wait until no process holds the consumer lock and the group has no live member."""
+    deadline = time.monotonic() + timeout
+    while _lock_held(config) or process._group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:
