@@ -1,10 +1,11 @@
 """dbt_build: rebuild the dbt marts whenever the raw tables change.
 
 Scheduled on the RAW_PLAYS asset (updated by the Spark consumer's supervisor). dbt_project/
-is rendered by astronomer-cosmos as one task per model (`dbt.<model>.run`) and one per
-model's tests (`dbt.<model>.test`, data tests and unit tests), in dbt's dependency order; a
-model's tests gate everything built on it, as in `dbt build`. Each task runs dbt (in its own
-virtualenv) against the warehouse of the `postgres_default` connection. When every model and
+is rendered by astronomer-cosmos in its watcher mode: `dbt.dbt_producer_watcher` runs one
+`dbt build` against the warehouse of the `postgres_default` connection (dbt in its own
+virtualenv), and one task per model (`dbt.<model>.run`) and per model's tests
+(`dbt.<model>.test`) follows it in dbt's dependency order, failing when its model or tests
+failed; a failing test skips what is built on it, as in `dbt build`. When every model and
 test passed, `marts_built` marks MARTS_WRAPPED updated for the weekly recap.
 
 Param `full_refresh` rebuilds the incremental `fct_plays` from scratch (`--full-refresh`).

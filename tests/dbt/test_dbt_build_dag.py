@@ -1,7 +1,7 @@
-"""The dbt_build DAG: cosmos renders one task per model and per model's tests; it runs on
-RAW_PLAYS and announces MARTS_WRAPPED at the end. That it builds the marts for real, task by
-task through Airflow, is the end-to-end test's part (tests/platform/test_end_to_end.py): a
-second run here with dag.test() took 5-8 minutes for nothing more."""
+"""The dbt_build DAG: cosmos's watcher mode runs one `dbt build` (the producer task) and
+renders one task per model and per model's tests that follows it; it runs on RAW_PLAYS and
+announces MARTS_WRAPPED at the end. That it builds the marts for real through Airflow is the
+end-to-end test's part (tests/platform/test_end_to_end.py)."""
 
 from __future__ import annotations
 
@@ -56,19 +56,31 @@ def test_schedule_assets_and_policy(dag):
     assert dag.params["full_refresh"] is False
 
 
-def test_one_task_per_model_and_per_models_tests(dag):
+def test_one_build_and_one_task_per_model_and_per_models_tests(dag):
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
+
     task_ids = {task.task_id for task in dag.tasks}
+    [producer] = [t for t in dag.tasks if isinstance(t, DbtProducerWatcherOperator)]
+    assert producer.task_id == "dbt.dbt_producer_watcher" and producer.base_cmd == ["build"]
     models = _models()
     assert len(models) >= 19 and "wrapped_weekly" in models and "int_weekly_totals" in models
     for model in models:
         assert f"dbt.{model}.run" in task_ids
         assert f"dbt.{model}.test" in task_ids  # every model of ours has data tests
-    # a test over two models (relationships) waits for both, in a task of its own
-    relationships = [t for t in task_ids if t.startswith("dbt.relationships_wrapped_weekly_user_id")]
-    assert len(relationships) == 1
-    assert {"dbt.wrapped_weekly.run", "dbt.dim_user.run"} <= dag.get_task(relationships[0]).get_flat_relative_ids(
-        upstream=True
-    )
+    # A test over two models (relationships) is followed by both models' test tasks, never by
+    # a task of its own: cosmos records no status for such a task, which would always pass.
+    assert not [t for t in task_ids if "relationships" in t]
+    watched = producer.tests_per_model["model.weekly_wrapped.dim_user"]
+    assert any(t.startswith("test.weekly_wrapped.relationships_wrapped_weekly_user_id") for t in watched)
+
+
+def test_watchers_poke_in_their_slot_rather_than_defer(dag):
+    """A trigger that fires at once can get a deferred task failed (apache/airflow#72716)."""
+    watchers = [t for t in dag.tasks if t.task_id.endswith((".run", ".test"))]
+    assert len(watchers) == 2 * len(_models())
+    assert all(t.deferrable is False and t.mode == "poke" and t.poke_interval <= 2 for t in watchers)
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert producer.priority_weight > max(t.priority_weight for t in watchers)  # a slot before they take them
 
 
 def test_tests_gate_the_downstream_models(dag):
@@ -83,7 +95,7 @@ def test_dbt_runs_from_its_venv_with_the_warehouse_connection_and_full_refresh_p
     from weekly_wrapped.airflow.connections import WAREHOUSE_CONN_ID
     from weekly_wrapped.marts.dbt_runner import default_dbt_bin
 
-    run = dag.get_task("dbt.fct_plays.run")
+    run = dag.get_task("dbt.dbt_producer_watcher")
     assert str(run.dbt_executable_path) == str(default_dbt_bin())
     assert run.profile_config.profile_mapping.conn_id == WAREHOUSE_CONN_ID
     assert run.profile_config.profile_mapping.profile_args["schema"] == "marts"
