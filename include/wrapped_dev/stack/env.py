@@ -135,6 +135,9 @@ def service_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": _persistent_secret(settings, "airflow_api_secret"),
         "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(settings, "airflow_jwt_secret"),
+        # An idle scheduler looks for work this often (Airflow's default: 1 s); each level of
+        # dbt_build's task graph waits for one look, and the graph is 14 levels deep.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         # Health comes from the api-server's /monitor/health; the other listening ports follow the
