@@ -109,7 +109,7 @@ class AirflowClient:
             last = state
             if state in FINISHED:
                 return state
-            time.sleep(2)
+            time.sleep(1)
         raise AirflowError(f"{dag_id} run {run_id} still {last} after {timeout:.0f}s")
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:

@@ -162,13 +162,17 @@ def _wait_for_consumer(settings: Settings, timeout: float) -> None:
     from weekly_wrapped.streaming import supervisor
 
     deadline = time.monotonic() + timeout
+    said = 0.0
     while time.monotonic() < deadline:
         state = supervisor.status(settings.consumer)
-        _say(f"consumer: running={state.running} lag={state.lag} "
-             f"last batch {state.heartbeat_age_s if state.heartbeat_age_s is not None else '-'}s ago")
-        if state.running and state.lag == 0 and state.heartbeat_age_s is not None:
+        caught_up = state.running and state.lag == 0 and state.heartbeat_age_s is not None
+        if caught_up or time.monotonic() - said >= 5:  # checks every second, says so every 5
+            said = time.monotonic()
+            last_batch = f"{state.heartbeat_age_s:.0f}s" if state.heartbeat_age_s is not None else "-"
+            _say(f"consumer: running={state.running} lag={state.lag} last batch {last_batch} ago")
+        if caught_up:
             return
-        time.sleep(5)
+        time.sleep(1)
     raise TimeoutError("the streaming consumer did not catch up; see `wrapped logs spark-consumer`")
 
 
@@ -211,6 +215,14 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     exports = write_demo_exports(settings, clock)
 
     client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
+    # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
+    # is not triggered: its run starts the consumer, whose JVM starts while the imports run.
+    client.wait_for_dag("spark_consumers")
+    client.unpause("spark_consumers")
+    # Unpausing spotify_ingest starts its hourly run (one run at a time): now, while the exports
+    # are imported, rather than in front of the demo's own run below.
+    client.wait_for_dag("spotify_ingest")
+    client.unpause("spotify_ingest")
 
     for user_id, folder in exports.items():
         _say(f"importing {user_id}'s privacy export ({EXPORT_DAYS} days) from {folder}")
@@ -219,10 +231,6 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     # bounded slice), so the first recap already counts the export's artists, albums and genres.
     _run_dag(client, "spotify_ingest", timeout, conf={"metadata_backfill_per_run": DEMO_BACKFILL_PER_RUN,
                                                       "musicbrainz_genres_per_run": 0})
-    # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
-    # is not triggered: its run starts the consumer, and we wait for the consumer to catch up.
-    client.wait_for_dag("spark_consumers")
-    client.unpause("spark_consumers")
     _wait_for_consumer(settings, timeout)
     # Genres are looked up for artists the warehouse holds, so only now; this run polls (nothing
     # new) and looks up genres, and writes them straight to app.artist_genres (no Kafka, no consumer).
