@@ -209,20 +209,19 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     week_start = demo_week_start(clock)
     _say(f"demo clock: {clock:%a %Y-%m-%d %H:%M} UTC; the recap covers the week of {week_start}")
     _set_fake_clock(settings, clock)
+    client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
+    # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
+    # is not triggered: its run starts the consumer, whose JVM starts while the demo goes on.
+    client.wait_for_dag("spark_consumers")
+    client.unpause("spark_consumers")
+    # Unpausing spotify_ingest starts its hourly run (one run at a time): before anyone joined,
+    # it has nothing to do and is soon out of the way of the demo's own run below.
+    client.wait_for_dag("spotify_ingest")
+    client.unpause("spotify_ingest")
     _say("onboarding the demo listeners through the (fake) Spotify consent flow")
     users = onboard_demo_users(settings)
     _say(f"onboarded {len(users)} listeners: {', '.join(users)}")
     exports = write_demo_exports(settings, clock)
-
-    client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
-    # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
-    # is not triggered: its run starts the consumer, whose JVM starts while the imports run.
-    client.wait_for_dag("spark_consumers")
-    client.unpause("spark_consumers")
-    # Unpausing spotify_ingest starts its hourly run (one run at a time): now, while the exports
-    # are imported, rather than in front of the demo's own run below.
-    client.wait_for_dag("spotify_ingest")
-    client.unpause("spotify_ingest")
 
     for user_id, folder in exports.items():
         _say(f"importing {user_id}'s privacy export ({EXPORT_DAYS} days) from {folder}")

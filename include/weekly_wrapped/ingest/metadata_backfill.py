@@ -187,6 +187,7 @@ def backfill(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = No
         done[track_id] = None
         result.completed += 1
 
+    cache.close()
     produced = catalogue.produce_found(cfg, borrowed, out)  # raises DeliveryFailed: nothing marked done
     result.produced = {topic: len(ids) for topic, ids in produced.items()}
     commit_run(cfg.dsn, produced, done, failed)

@@ -181,6 +181,7 @@ def ingest_users(cfg: IngestConfig, user_ids: list[str], run_id: str | None = No
             return [f.result() for f in futures]
     finally:
         limiter.close()
+        cache.close()
 
 
 class IngestFailed(RuntimeError):

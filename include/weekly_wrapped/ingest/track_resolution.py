@@ -249,6 +249,7 @@ def resolve(cfg: IngestConfig, per_run: int, *, user_ids: list[str] | None = Non
         resolved[row.name_key] = match["id"]
         result.resolved += 1
 
+    cache.close()
     produced = catalogue.produce_found(cfg, borrowed, out)  # raises DeliveryFailed: no row is marked
     result.produced = {topic: len(ids) for topic, ids in produced.items()}
     commit_run(cfg.dsn, produced, resolved, not_found, failed)

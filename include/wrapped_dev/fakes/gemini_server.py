@@ -86,6 +86,9 @@ class FakeState:
         self.calls = 0
         self.by_status: dict[str, int] = {}
         self.requests: list[dict] = []
+        # Bumped by a reset: a slow answer to a call from before it is not counted after it
+        # (a test's client that gave up must not show up in the next test's numbers).
+        self.generation = 0
 
     def configure(self, changes: dict) -> dict:
         with self.lock:
@@ -94,6 +97,7 @@ class FakeState:
                 self.calls = 0
                 self.by_status = {}
                 self.requests = []
+                self.generation += 1
             if "mode" in changes and changes["mode"] not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}")
             for key in DEFAULTS:
@@ -102,15 +106,16 @@ class FakeState:
             return dict(self.config)
 
     def next_outcome(self, path: str, body: dict) -> tuple[int | None, dict]:
-        """Log and count one generateContent call; return (status to fail with or None, config for it)."""
+        """Log and count one generateContent call; return (status to fail with or None, config for it,
+        with the `generation` to `record` its outcome under)."""
         with self.lock:
             self.calls += 1
             self.requests.append({"path": path, "body": body})
             del self.requests[:-REQUEST_LOG_SIZE]
             if self.config["fail_next"] > 0:
                 self.config["fail_next"] -= 1
-                return int(self.config["fail_status"]), dict(self.config)
-            config = dict(self.config)
+                return int(self.config["fail_status"]), {**self.config, "generation": self.generation}
+            config = {**self.config, "generation": self.generation}
             if self.config["mode_count"] > 0:
                 self.config["mode_count"] -= 1
                 if self.config["mode_count"] == 0:
@@ -121,8 +126,10 @@ class FakeState:
         with self.lock:
             return [dict(r) for r in self.requests]
 
-    def record(self, status: int) -> None:
+    def record(self, status: int, generation: int | None = None) -> None:
         with self.lock:
+            if generation is not None and generation != self.generation:
+                return
             self.by_status[str(status)] = self.by_status.get(str(status), 0) + 1
 
     def stats(self) -> dict:
@@ -426,12 +433,12 @@ class Handler(BaseHTTPRequestHandler):
         if config["delay_s"]:
             time.sleep(float(config["delay_s"]))
         if fail_status:
-            self.state.record(fail_status)
+            self.state.record(fail_status, config["generation"])
             log.info("generateContent model=%s -> injected %s", match["model"], fail_status)
             message = "Resource has been exhausted (e.g. check quota)." if fail_status == 429 else "Internal error."
             return self._send_json(fail_status, error_body(fail_status, message))
         response = generate_response(body, match["model"], config, self.state)
-        self.state.record(200)
+        self.state.record(200, config["generation"])
         log.info("generateContent model=%s mode=%s -> 200", match["model"], config["mode"])
         return self._send_json(200, response)
 
