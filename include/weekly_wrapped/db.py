@@ -5,6 +5,7 @@ dbt owns the `staging`, `intermediate` and `marts` schemas; `sql/schema.sql` own
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,33 @@ def transaction(dsn: str) -> Iterator[psycopg2.extensions.cursor]:
             yield cur
     finally:
         conn.close()
+
+
+class SharedConnection:
+    """One autocommit connection for a process's threads, one statement at a time: for statements
+    made so often that a connection each (about 10 ms) would be most of their cost. Opened on first
+    use, and again after it broke (psycopg2 marks a lost connection closed)."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.lock = threading.Lock()
+        self.conn = None
+
+    def query(self, sql: str, params: dict | tuple) -> list[tuple] | None:
+        """The statement's rows (None when it returns none)."""
+        with self.lock:
+            if self.conn is None or self.conn.closed:
+                self.conn = connect(self.dsn)
+                self.conn.autocommit = True
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else None
+
+    def close(self) -> None:
+        with self.lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
 
 
 def apply_schema(dsn: str) -> None:

@@ -16,7 +16,6 @@ Costs one short UPDATE per request (a few hundred a minute at Spotify's rates).
 
 from __future__ import annotations
 
-import threading
 import time
 
 from weekly_wrapped import db
@@ -41,20 +40,13 @@ class SharedRateLimiter:
     """`spotify.client.RateLimiter`'s interface over the shared budget: `acquire()` waits for a slot."""
 
     def __init__(self, dsn: str, name: str, per_second: float):
-        self.dsn = dsn
         self.name = name
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.lock = threading.Lock()  # one connection for the process's threads, one statement at a time
-        self.conn = None
+        self.db = db.SharedConnection(dsn)  # one UPDATE per request, from every thread
 
     def _execute(self, sql: str, params: dict) -> float | None:
-        with self.lock:
-            if self.conn is None or self.conn.closed:
-                self.conn = db.connect(self.dsn)
-                self.conn.autocommit = True
-            with self.conn.cursor() as cur:
-                cur.execute(sql, {"name": self.name, **params})
-                return cur.fetchone()[0] if cur.description else None
+        rows = self.db.query(sql, {"name": self.name, **params})
+        return rows[0][0] if rows else None
 
     def acquire(self) -> None:
         if not self.interval:
@@ -67,7 +59,4 @@ class SharedRateLimiter:
         self._execute(PAUSE_SQL, {"seconds": float(seconds)})
 
     def close(self) -> None:
-        with self.lock:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
+        self.db.close()

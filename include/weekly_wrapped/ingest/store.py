@@ -11,8 +11,6 @@ import threading
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
-import psycopg2
-
 from weekly_wrapped import contracts, db
 
 if TYPE_CHECKING:
@@ -34,31 +32,18 @@ class EntityCache:
         self.lock = threading.Lock()
         self.fetched: dict[tuple[str, str], dict | None] = {}
         self.in_flight: dict[tuple[str, str], threading.Event] = {}
-        # One connection for the run's look-ups: the backfill asks once per track and entity type,
-        # and a new connection each time (about 10 ms) was most of its time.
-        self.conn = None
+        # The backfill asks once per track and entity type: one connection for the run's look-ups.
+        self.db = db.SharedConnection(dsn)
 
     def known(self, topic: str, ids: list[str]) -> set[str]:
         if not ids:
             return set()
-        with self.lock:  # one statement at a time on the shared connection
-            if self.conn is None or self.conn.closed:
-                self.conn = db.connect(self.dsn)
-                self.conn.autocommit = True
-            try:
-                with self.conn.cursor() as cur:
-                    cur.execute("select entity_id from app.entity_cache "
-                                "where entity_type = %s and entity_id = any(%s)", (ENTITY_TYPES[topic], ids))
-                    return {r[0] for r in cur.fetchall()}
-            except psycopg2.OperationalError:
-                self.conn.close()  # the next look-up connects again
-                raise
+        rows = self.db.query("select entity_id from app.entity_cache where entity_type = %s and entity_id = any(%s)",
+                             (ENTITY_TYPES[topic], ids))
+        return {r[0] for r in rows}
 
     def close(self) -> None:
-        with self.lock:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
+        self.db.close()
 
     def fetch_once(self, topic: str, entity_id: str, fetch: Callable[[], dict | None]) -> dict | None:
         key = (topic, entity_id)
