@@ -121,15 +121,19 @@ def _pg_array(values: Sequence[str]) -> str:
 
 
 def write_entities(cur, shape: Shape, catalogue: Catalogue, zones: list[str]) -> None:
-    """raw.artists, raw.albums, raw.tracks and app.users (as the metadata fetch and onboarding leave them)."""
+    """raw.artists, raw.albums, raw.tracks and app.users (as the metadata fetch and onboarding leave them).
+
+    Loaded when fetched, at the history's start (not now): a build after one more hour sees
+    only the hour's plays as new, as it would have in the pipeline."""
     rng = random.Random(f"{shape.seed}-entities")
     fetched = shape.start.isoformat()
     lines = []
     for a, artist_id in enumerate(catalogue.artist_ids):
         genres = rng.sample(GENRES, 1 + rng.randrange(3))
         popularity = max(1, 90 - int(12 * math.log1p(a)))
-        lines.append(f"{artist_id}\tArtist {a}\t{_pg_array(genres)}\t{popularity}\t{rng.randrange(10**7)}\t{fetched}\n")
-    _copy(cur, "raw.artists", ("artist_id", "name", "genres", "popularity", "followers", "fetched_at"), lines)
+        lines.append(f"{artist_id}\tArtist {a}\t{_pg_array(genres)}\t{popularity}\t{rng.randrange(10**7)}\t{fetched}\t{fetched}\n")
+    _copy(cur, "raw.artists", ("artist_id", "name", "genres", "popularity", "followers", "fetched_at", "loaded_at"),
+          lines)
 
     album_lines, track_lines = [], []
     for album, tracks in _albums_of(catalogue):
@@ -137,16 +141,16 @@ def write_entities(cur, shape: Shape, catalogue: Catalogue, zones: list[str]) ->
         artist_id = catalogue.artist_ids[catalogue.track_artist[tracks[0]]]
         released = (shape.start - timedelta(days=rng.randrange(3650))).date().isoformat()
         kind = "album" if len(tracks) > 4 else "single"
-        album_lines.append(f"{album_id}\tAlbum {album}\t{kind}\t{released}\tday\t{_pg_array([artist_id])}\t\\N\t{fetched}\n")
+        album_lines.append(f"{album_id}\tAlbum {album}\t{kind}\t{released}\tday\t{_pg_array([artist_id])}\t\\N\t{fetched}\t{fetched}\n")
         for number, t in enumerate(tracks, start=1):
             track_lines.append(
                 f"{catalogue.track_ids[t]}\tTrack {t}\t{catalogue.track_duration_ms[t]}\t{'t' if t % 7 == 0 else 'f'}\t"
-                f"{rng.randrange(100)}\t{album_id}\t{_pg_array([artist_id])}\t{number}\t{fetched}\n"
+                f"{rng.randrange(100)}\t{album_id}\t{_pg_array([artist_id])}\t{number}\t{fetched}\t{fetched}\n"
             )
     _copy(cur, "raw.albums", ("album_id", "name", "album_type", "release_date", "release_date_precision",
-                              "artist_ids", "image_url", "fetched_at"), album_lines)
+                              "artist_ids", "image_url", "fetched_at", "loaded_at"), album_lines)
     _copy(cur, "raw.tracks", ("track_id", "name", "duration_ms", "explicit", "popularity", "album_id",
-                              "artist_ids", "track_number", "fetched_at"), track_lines)
+                              "artist_ids", "track_number", "fetched_at", "loaded_at"), track_lines)
 
     user_lines = [
         f"{listener_id(u)}\tListener {u}\t{listener_id(u)}@example.com\t{zones[u]}\t{fetched}\tactive\n"

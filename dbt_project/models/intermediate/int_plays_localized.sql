@@ -43,7 +43,8 @@ localized as (
         plays.ms_since_previous_play,
         coalesce(tracks.has_metadata, false) as has_track_metadata,
         -- null on rows built before the column existed (until a full refresh): the kept row's source
-        coalesce(plays.from_export, plays.play_source = 'export') as from_export
+        coalesce(plays.from_export, plays.play_source = 'export') as from_export,
+        plays.built_at
 
     from plays
     inner join users
@@ -68,6 +69,7 @@ final as (
         extract(isodow from played_at_local)::int as played_weekday_local,
         date_trunc('week', played_at_local)::date as week_start,
         from_export,
+        built_at,
         has_track_metadata,
         ms_played is null as is_minutes_estimated,
 

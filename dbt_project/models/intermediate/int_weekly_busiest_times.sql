@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     The local hour and ISO weekday with the most plays in each user's week; a tie goes to
     the earlier hour or day.
@@ -7,7 +16,9 @@ with
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 

@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}, {{ ref('fct_plays') }}
+
 {#
     What each user heard for the first time in each week: known tracks and artists whose
     first play held (over the whole history, export backfills included) falls in that week,
@@ -14,7 +23,9 @@ with
 
 weeks as (
 
-    select * from {{ ref('int_weekly_totals') }}
+    select weeks.*
+    from {{ ref('int_weekly_totals') }} as weeks
+    {{- weeks_to_rebuild('weeks') }}
 
 ),
 
@@ -26,7 +37,9 @@ history as (
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 
@@ -52,6 +65,16 @@ track_first_weeks as (
     from plays
     where has_track_metadata
     group by user_id, track_id
+    {%- if is_incremental() %}
+    -- a track played before the weeks this build recomputes is not new in them
+    having not exists (
+        select 1
+        from {{ ref('fct_plays') }} as earlier_plays
+        where earlier_plays.user_id = plays.user_id
+            and earlier_plays.track_id = plays.track_id
+            and earlier_plays.played_at < {{ rebuild_from_of('plays.user_id') }}
+    )
+    {%- endif %}
 
 ),
 
@@ -93,6 +116,18 @@ artist_first_weeks as (
 
     from artist_plays
     group by user_id, artist_id
+    {%- if is_incremental() %}
+    -- an artist played before the weeks this build recomputes is not new in them
+    having not exists (
+        select 1
+        from {{ ref('bridge_track_artist') }} as artist_tracks
+        inner join {{ ref('fct_plays') }} as earlier_plays
+            on artist_tracks.track_id = earlier_plays.track_id
+        where artist_tracks.artist_id = artist_plays.artist_id
+            and earlier_plays.user_id = artist_plays.user_id
+            and earlier_plays.played_at < {{ rebuild_from_of('artist_plays.user_id') }}
+    )
+    {%- endif %}
 
 ),
 

@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     What the recap's pictures draw, one row per user and week with plays: minutes per local
     day (7 entries, Monday first, 0 on a day without plays or one the calendar skipped) and
@@ -9,13 +18,17 @@ with
 
 weeks as (
 
-    select * from {{ ref('int_weekly_totals') }}
+    select weeks.*
+    from {{ ref('int_weekly_totals') }} as weeks
+    {{- weeks_to_rebuild('weeks') }}
 
 ),
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 

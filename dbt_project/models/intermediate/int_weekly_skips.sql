@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     The week's skips (fct_skips, in the user's time zone): one row per user and week with
     plays (int_weekly_totals). Skips are known only where a privacy export covered the week
@@ -10,19 +19,25 @@ with
 
 weeks as (
 
-    select * from {{ ref('int_weekly_totals') }}
+    select weeks.*
+    from {{ ref('int_weekly_totals') }} as weeks
+    {{- weeks_to_rebuild('weeks') }}
 
 ),
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 
 skips as (
 
-    select * from {{ ref('fct_skips') }}
+    select skips.*
+    from {{ ref('fct_skips') }} as skips
+    {{- plays_to_rebuild('skips', 'skipped_at') }}
 
 ),
 

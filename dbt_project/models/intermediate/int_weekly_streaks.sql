@@ -1,26 +1,27 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     Days with plays in each user's week, the longest run of consecutive local days with plays
     inside the week, and how long the whole run that streak belongs to is, counting the days
     before the week ("7 days this week, 15 days running"). Gaps and islands: consecutive days
     minus their row number share one anchor; a run crossing a Monday has one anchor in both weeks.
+    A run can start long before the weeks a build recomputes: their users' days are read whole.
 #}
 
 with
 
-plays as (
-
-    select * from {{ ref('int_plays_localized') }}
-
-),
-
 listening_days as (
 
-    select distinct
-        user_id,
-        week_start,
-        played_on_local
-
-    from plays
+    select listening_days.*
+    from {{ ref('int_listening_days') }} as listening_days
+    {{- users_to_rebuild('listening_days') }}
 
 ),
 
@@ -77,14 +78,15 @@ streaks_ranked as (
 final as (
 
     select
-        user_id,
-        week_start,
+        streaks_ranked.user_id,
+        streaks_ranked.week_start,
         sum(streak_days)::int as days_with_plays,
         max(streak_days)::int as longest_streak_days,
         max(running_days) filter (where streak_rank = 1)::int as longest_streak_running_days
 
     from streaks_ranked
-    group by user_id, week_start
+    {{- weeks_to_rebuild('streaks_ranked') }}
+    group by streaks_ranked.user_id, streaks_ranked.week_start
 
 )
 

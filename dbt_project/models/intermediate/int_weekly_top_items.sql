@@ -1,3 +1,13 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}",
+        post_hook="{{ ensure_index(this, ['user_id', 'week_start']) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     The top 5 tracks, artists, albums and genres of each user and week. Only what is known is
     ranked: a track, artist or album whose metadata has not arrived ('Unknown …') never is.
@@ -10,7 +20,9 @@ with
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 

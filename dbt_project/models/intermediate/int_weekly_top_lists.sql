@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     The week's top 5 tracks, artists, albums and genres (int_weekly_top_items) as one jsonb
     array per kind, the shape the recap e-mail reads: one row per user and week.
@@ -9,7 +18,9 @@ with
 
 top_items as (
 
-    select * from {{ ref('int_weekly_top_items') }}
+    select top_items.*
+    from {{ ref('int_weekly_top_items') }} as top_items
+    {{- weeks_to_rebuild('top_items') }}
 
 ),
 

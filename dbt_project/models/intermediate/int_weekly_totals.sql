@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}"
+    )
+}}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
+
 {#
     Each user's weeks with at least one play: the week itself (Monday 00:00 in the user's own
     time zone, as dates and as instants) and its totals: plays, listened time, distinct known
@@ -10,7 +19,9 @@ with
 
 plays as (
 
-    select * from {{ ref('int_plays_localized') }}
+    select plays.*
+    from {{ ref('int_plays_localized') }} as plays
+    {{- plays_to_rebuild('plays') }}
 
 ),
 

@@ -1,3 +1,10 @@
+{# indexed on artist_id: the weekly discoveries look up an artist's tracks #}
+{{
+    config(
+        post_hook="{{ ensure_index(this, ['artist_id']) }}"
+    )
+}}
+
 with
 
 tracks as (

@@ -6,7 +6,9 @@
         on_schema_change='append_new_columns',
         post_hook=[
             "{{ ensure_index(this, ['user_id', 'played_at']) }}",
-            "{{ ensure_index(this, ['loaded_at']) }}"
+            "{{ ensure_index(this, ['loaded_at']) }}",
+            "{{ ensure_index(this, ['user_id', 'track_id', 'played_at']) }}",
+            "{{ ensure_index(this, ['built_at']) }}"
         ]
     )
 }}
@@ -29,13 +31,19 @@
     the raw plays of one more day on either side so clusters across midnight are seen whole.
     A resolution (app.track_resolutions) re-keys old rows without reloading them: its
     resolved_at counts as a load time, so their days are rebuilt too.
+    built_at: when the dbt run that wrote the row started (int_weekly_rebuild_scope: the weeks
+    to recompute); a data test checks only the rows of its own run.
     Indexes (macros/ensure_index.sql, also on a table built before them): the listener's page reads
-    one user's plays of a time range (weekly_wrapped.page), and the newest load time.
+    one user's plays of a time range (weekly_wrapped.page and the weekly models), and the newest
+    load time; the weekly discoveries look for one user's earlier plays of a track; the data
+    tests read a run's rows.
 #}
 
 with
 
-plays as (
+-- not materialized: an incremental build reads it twice, for a few days (materialized, it
+-- would first copy every raw play)
+plays as not materialized (
 
     select
         *,
@@ -223,7 +231,8 @@ final as (
         (played_at at time zone 'UTC')::date as played_on_utc,
         played_at,
         ingested_at,
-        cluster_loaded_at as loaded_at
+        cluster_loaded_at as loaded_at,
+        {{ this_run() }} as built_at
 
     from plays_with_gap
 

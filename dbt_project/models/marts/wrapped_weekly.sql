@@ -145,7 +145,10 @@ final as (
         coalesce(ingest_gaps.has_gap, false) as has_gap,
         coverage.week_hours,
         coverage.missed_hours,
-        coverage.estimated_missed_plays
+        coverage.estimated_missed_plays,
+
+        ---------- the build
+        {{ this_run() }} as built_at
 
     from weeks
     left join streaks
