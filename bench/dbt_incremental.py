@@ -5,6 +5,9 @@ Into a throwaway database on the running stack's Postgres: `wrapped generate` hi
 a full `dbt build` (models, data tests, unit tests: what the dbt_build DAG runs), then one
 more hour of plays at the history's average rate, loaded now, and the same `dbt build`
 again (incremental models pick up only what is new). Target: ratio <= 0.1.
+Between the two builds, `vacuum analyze` (untimed): in the hour between two hourly builds
+autovacuum has long finished with the ten million rows just written; run here at once, it
+would share the machine with the incremental build.
 
     .local/venv/bin/python bench/dbt_incremental.py [--plays 10000000] [--listeners 1000] [--keep]
 """
@@ -52,6 +55,16 @@ def quiet_dbt_build(warehouse: Warehouse, artifacts: Path) -> None:
     build_marts(warehouse, artifacts_dir=artifacts, log=log)
 
 
+def vacuum_analyze(dsn: str) -> None:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True  # vacuum cannot run in a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute("vacuum (analyze)")
+    finally:
+        conn.close()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plays", type=int, default=10_000_000)
@@ -72,6 +85,7 @@ def main(argv=None) -> int:
                             hours=None, start=None, seed=13, append=False)
         generated_s = timed("generate", lambda: generate.main(history, dsn))
         full_s = timed("full dbt build", lambda: quiet_dbt_build(warehouse, artifacts))
+        timed("vacuum analyze (untimed)", lambda: vacuum_analyze(dsn))
         one_hour = Namespace(plays=hour_plays, listeners=args.listeners, years=YEARS, end=None,
                              hours=1, start=end.isoformat(), seed=13, append=True)
         timed("one more hour", lambda: generate.main(one_hour, dsn))

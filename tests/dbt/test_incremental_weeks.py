@@ -2,8 +2,9 @@
 
 A generated history (20 listeners, a year) is built in full; then the kinds of change the
 pipeline makes arrive together: one more hour of plays, a play from an export import months
-back (loaded now: the weeks after it can lose a discovery), an old skip event, a user's new
-time zone, the metadata of a track played weeks ago, and an artist's genres. The next build
+back (loaded now: the weeks after it can lose a discovery), an old skip event, an ingest gap
+found a month back, a user's new time zone, the metadata of a track played weeks ago, and an
+artist's genres. The next build
 recomputes only the weeks int_weekly_rebuild_scope names, and its marts must equal what
 `dbt build --full-refresh` makes of the same rows, column by column.
 """
@@ -73,7 +74,9 @@ def test_an_incremental_build_equals_a_full_build(postgres):
         # what arrives before the next build
         generate.main(Namespace(plays=40, listeners=20, years=1, end=None, hours=1, start=end.isoformat(),
                                 seed=14, append=True), dsn)
-        old_play_user, skip_user, moved_user = (generate.listener_id(u) for u in (1, 2, 4))
+        old_play_user, skip_user, moved_user, gap_user = (generate.listener_id(u) for u in (1, 2, 4, 6))
+        sql(dsn, "insert into app.ingest_gaps (user_id, gap_from, gap_to) values (%s, %s, %s)",
+            (gap_user, end - timedelta(days=30, hours=5), end - timedelta(days=30)))
         (never_played,), = sql(dsn, """
             select track_id from raw.tracks
             where track_id not in (select track_id from raw.plays where user_id = %s)
@@ -110,9 +113,10 @@ def test_an_incremental_build_equals_a_full_build(postgres):
         assert scope[moved_user] == "-infinity"
         assert scope[old_play_user] <= str((end - timedelta(days=151)).date())
         assert scope[skip_user] <= str((end - timedelta(days=200)).date())
+        assert scope[gap_user] <= str((end - timedelta(days=30)).date())
         # the hour's plays alone rebuild a week or two, not the user's year
-        hour_only = [user for user in scope if user not in (old_play_user, skip_user, moved_user, genre_user,
-                                                            generate.listener_id(3))]
+        hour_only = [user for user in scope if user not in (old_play_user, skip_user, moved_user, gap_user,
+                                                            genre_user, generate.listener_id(3))]
         assert hour_only and all(scope[user] >= str((end - timedelta(days=14)).date()) for user in hour_only)
         incremental = _snapshot(dsn)
 

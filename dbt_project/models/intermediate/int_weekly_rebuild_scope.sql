@@ -17,13 +17,14 @@
     - skip events loaded (they are also history: int_user_history);
     - plays of tracks whose metadata changed: the track's, its artists' (or their genres'),
       its album's;
+    - ingest gaps detected (the coverage of their weeks);
     - a user who is new to wrapped_weekly, or whose time zone changed: all their weeks.
     Load times are compared with an hour's overlap (a row committed late is not missed;
     recomputing a week is idempotent). Without an earlier build, every user's every week.
 #}
 
 -- depends_on: {{ ref('fct_plays') }}, {{ ref('fct_skips') }}, {{ ref('dim_track') }}, {{ ref('bridge_track_artist') }}
--- depends_on: {{ ref('stg_spotify__tracks') }}, {{ ref('stg_spotify__artists') }}, {{ ref('stg_spotify__albums') }}, {{ ref('stg_app__artist_genres') }}
+-- depends_on: {{ ref('stg_spotify__tracks') }}, {{ ref('stg_spotify__artists') }}, {{ ref('stg_spotify__albums') }}, {{ ref('stg_app__artist_genres') }}, {{ ref('stg_app__ingest_gaps') }}
 {%- set previous = previous_build_of('wrapped_weekly') -%}
 {%- if previous is not none
         and 'built_at' not in (adapter.get_columns_in_relation(previous) | map(attribute='name') | list) -%}
@@ -129,6 +130,16 @@ changes as (
 
     from {{ ref('fct_plays') }}
     where track_id in (select track_id from changed_tracks)
+    group by user_id
+
+    union all
+
+    select
+        user_id,
+        min(gap_from) as changed_from
+
+    from {{ ref('stg_app__ingest_gaps') }}
+    where detected_at > (select loaded_after from previous_build)
     group by user_id
 
     union all

@@ -1,8 +1,13 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_weeks_to_rebuild(this) }}",
         indexes=[{'columns': ['user_id', 'week_start'], 'unique': true}]
     )
 }}
+-- depends_on: {{ ref('int_weekly_rebuild_scope') }}
 
 {#
     One row per user and week with at least one play. A week starts Monday 00:00 in the
@@ -15,13 +20,17 @@
     that exist for every week (discoveries, changes, coverage, pictures) give their own nulls,
     which mean "not known" (see docs/recap.md).
     Indexed on (user_id, week_start): the recap job and the listener's page read one user's weeks.
+    Incremental like the weekly models it joins (macros/weeks_to_rebuild.sql): a build replaces
+    the weeks int_weekly_rebuild_scope names; built_at says which build wrote a week.
 #}
 
 with
 
 weeks as (
 
-    select * from {{ ref('int_weekly_totals') }}
+    select weeks.*
+    from {{ ref('int_weekly_totals') }} as weeks
+    {{- weeks_to_rebuild('weeks') }}
 
 ),
 

@@ -14,8 +14,9 @@
   the id. Other users' rows that merely name this user (a play of their public playlist,
   `context_uri` spotify:user:<id>:...) are theirs and stay.
 
-The marts stay deleted: they are rebuilt from raw.* and app.*, and the one incremental model
-(fct_plays) only rebuilds the days of plays still in raw.plays, where this user has none left.
+The marts stay deleted: they are rebuilt from raw.* and app.*, and the incremental models
+(fct_plays, and the weekly models that read plays) only rebuild the days and weeks of plays
+still in raw.plays, where this user has none left.
 What it cannot delete is Kafka's copy of the plays, which ages out by the topics' retention
 (`kafka_retention`); plays of the user still in Kafka are not loaded again, because the
 consumer skips users in app.deleted_users (a SHA-256 of the id, removed if they join again).
