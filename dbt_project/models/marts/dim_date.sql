@@ -1,3 +1,6 @@
+{# unique index on date_day: an incremental build's relationships tests look up a few thousand plays here, one by one (without it, a scan of the whole table for each: 12 s at 10M plays) #}
+{{ config(indexes=[{'columns': ['date_day'], 'unique': true}]) }}
+
 {#
     One row per calendar day, from Spotify's launch (2008) to two years ahead.
     week_start is the ISO week's Monday, the same rule wrapped_weekly uses in local time.

@@ -1,3 +1,6 @@
+{# unique index on track_id: an incremental build's relationships tests look up a few thousand plays here, one by one (without it, a scan of the whole table for each: 12 s at 10M plays) #}
+{{ config(indexes=[{'columns': ['track_id'], 'unique': true}]) }}
+
 {#
     Tracks that were played but whose metadata has not arrived yet are kept as inferred
     members (has_metadata = false) so every play has its track.

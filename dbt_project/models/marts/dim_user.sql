@@ -1,3 +1,6 @@
+{# unique index on user_id: an incremental build's relationships tests look up a few thousand plays here, one by one (without it, a scan of the whole table for each: 12 s at 10M plays) #}
+{{ config(indexes=[{'columns': ['user_id'], 'unique': true}]) }}
+
 with
 
 users as (
