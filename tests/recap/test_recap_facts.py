@@ -98,7 +98,7 @@ def test_facts_read_only_the_marts_contract_columns():
     assert row.read - {"display_name", "email", "locale"} <= set(contract)
     assert row.read >= {"minutes_listened", "busiest_weekday_name", "longest_streak_days", "minutes_listened_change",
                         "skip_events", "skip_rate", "top_skipped_tracks"}
-    assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at"}
+    assert set(contract) - set(make_row()) == {"week_start_at", "week_end_at", "built_at"}
 
 
 def test_count_outcomes_counts_users_by_status_and_sent_recaps_by_source():

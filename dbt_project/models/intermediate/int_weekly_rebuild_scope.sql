@@ -70,6 +70,20 @@ previous_build as (
 
 ),
 
+changed_artists as (
+
+    select artist_id
+    from {{ ref('stg_spotify__artists') }}
+    where loaded_at > (select loaded_after from previous_build)
+
+    union
+
+    select artist_id
+    from {{ ref('stg_app__artist_genres') }}
+    where fetched_at > (select loaded_after from previous_build)
+
+),
+
 changed_tracks as (
 
     select track_id
@@ -78,27 +92,19 @@ changed_tracks as (
 
     union
 
-    select track_artists.track_id
-    from {{ ref('bridge_track_artist') }} as track_artists
-    inner join {{ ref('stg_spotify__artists') }} as artists
-        on track_artists.artist_id = artists.artist_id
-    where artists.loaded_at > (select loaded_after from previous_build)
+    select track_id
+    from {{ ref('bridge_track_artist') }}
+    where artist_id in (select artist_id from changed_artists)
 
     union
 
-    select track_artists.track_id
-    from {{ ref('bridge_track_artist') }} as track_artists
-    inner join {{ ref('stg_app__artist_genres') }} as artist_genres
-        on track_artists.artist_id = artist_genres.artist_id
-    where artist_genres.fetched_at > (select loaded_after from previous_build)
-
-    union
-
-    select tracks.track_id
-    from {{ ref('dim_track') }} as tracks
-    inner join {{ ref('stg_spotify__albums') }} as albums
-        on tracks.album_id = albums.album_id
-    where albums.loaded_at > (select loaded_after from previous_build)
+    select track_id
+    from {{ ref('dim_track') }}
+    where album_id in (
+        select album_id
+        from {{ ref('stg_spotify__albums') }}
+        where loaded_at > (select loaded_after from previous_build)
+    )
 
 ),
 
