@@ -1,9 +1,9 @@
 {#
-    Incremental weekly models. The models that read plays keep the weeks the last build left
-    them and recompute only what int_weekly_rebuild_scope names: per user, every local week
-    from rebuild_from_week on (a change in one week can change the weeks after it: streaks,
-    discoveries, the comparison with the week before). A full build (the model's first, or
-    --full-refresh) computes every week, with no scope at all.
+    Incremental weekly models. The weekly models that read plays, and wrapped_weekly, keep
+    the weeks the last build left them and recompute only what int_weekly_rebuild_scope
+    names: per user, every local week from rebuild_from_week on (a change in one week can
+    change the weeks after it: streaks, discoveries, the comparison with the week before).
+    A full build (the model's first, or --full-refresh) computes every week, with no scope.
 
     Each such model:
         {{ config(materialized='incremental', incremental_strategy='append',
