@@ -128,6 +128,10 @@ MALFORMED = {
     "string for a timestamp": (play("u1", 1, played_at="2026-11-20T10:00:00Z"),
                                "wrong type for 'played_at': expected timestamp_ms, got STRING"),
     "number for a string": (play("u1", 1, track_id=123), "wrong type for 'track_id': expected string, got BIGINT"),
+    "bool for a string": (play(True, 1), "wrong type for 'user_id': expected string, got BOOLEAN"),
+    "object for a string": (play("u1", 1, context_uri={"uri": "spotify:album:x"}),
+                            "wrong type for 'context_uri': expected string, got OBJECT"),
+    "fraction for an optional string": (play("u1", 1, reason_end=-1.5e3), "wrong type for 'reason_end'"),
     "fraction for a long": (play("u1", 1, ms_played=1.5), "wrong type for 'ms_played'"),
     "bool for a long": (play("u1", 1, ms_played=True), "wrong type for 'ms_played'"),
     "timestamp out of range": (play("u1", 1, played_at=-5), "'played_at' out of range"),
@@ -194,6 +198,17 @@ def test_what_the_contract_allows_is_valid(spark_session):
     assert len(rows_of(batch, PLAYS)) == 2
     (row,) = rows_of(batch, TRACKS)
     assert row["artist_ids"] == "[]" and row["popularity"] is None
+
+
+def test_strings_that_read_like_other_json_values_are_strings(spark_session):
+    # A typed parse cannot tell "123" from 123; these take the second look, and pass it.
+    looks_like = ["12345678", "-1.5e3", "true", "false", "{\"a\": 1}", "[1]", "NaN", "1\n"]
+    messages = [(PLAYS, play(text, i, reason_end=text)) for i, text in enumerate(looks_like)]
+    messages.append((PLAYS, play("u1", 99, track_id=4)))  # beside them, a real number is still refused
+    batch = consume(spark_session, messages)
+    assert [(r["user_id"], r["reason_end"]) for r in sorted(rows_of(batch, PLAYS), key=lambda r: r["played_at"])] \
+        == [(text, text) for text in looks_like]
+    assert batch.dead_letters.column("error").to_pylist() == ["wrong type for 'track_id': expected string, got BIGINT"]
 
 
 def test_dead_letters_keep_position_and_a_storable_payload(spark_session):

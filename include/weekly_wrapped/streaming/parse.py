@@ -7,11 +7,16 @@ enforces) strictly: a JSON number is not a string, `1.0` is not an integer.
 How, and why this way (it is the consumer's hot path, ~1M rows a minute on 2 cores):
 - One pass over the batch for all four topics (`check_batch`): reading Kafka is the
   costly part, so the batch is never scanned once per topic.
-- Numbers and booleans are parsed typed by `from_json`, which is strict for them (a
-  mismatch marks the record corrupt). Strings and string arrays are parsed as VARIANT
-  and their JSON type read with `schema_of_variant`, because a typed `from_json`
-  quietly turns `123` into `"123"`.
-- Only a corrupt record pays for a full VARIANT parse, to say which field was wrong.
+- Every field but string arrays is parsed typed by `from_json`. It is strict for numbers
+  and booleans (a mismatch marks the record corrupt), not for strings: it quietly turns
+  `123` into `"123"`. So a string value whose text could be another JSON value (a
+  number, true/false, an object or array) makes its record a suspect, and only suspects
+  pay for a full VARIANT parse that says what each field really was. A Spotify id that
+  is all digits is such a suspect, and valid after that check. (Reading strings as
+  VARIANT instead cost a third of the parse: `variant_get` builds a Cast per value.)
+- String arrays (entity streams only) are parsed as VARIANT, their JSON type read with
+  `schema_of_variant`.
+- Only a corrupt or suspect record pays for a full VARIANT parse.
 - The work is staged in plain projections so every expression runs once per row
   (Spark does not share sub-expressions between CASE branches).
 
@@ -23,6 +28,7 @@ never fail a whole batch's transaction.
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import Mapping
 
 from pyspark.sql import Column, DataFrame
@@ -38,8 +44,12 @@ TIMESTAMP_MS_MIN, TIMESTAMP_MS_MAX = 0, 253_402_300_799_999
 
 _NUL = "\u0000"
 _CORRUPT = "_corrupt_record"
+_SUSPECT = "_suspect"  # a string field's text could be another JSON type: look again
 _VERSION = "schema_version"
-_AS_VARIANT = ("string", "string_array")  # types a typed from_json would coerce silently
+_AS_VARIANT = ("string_array",)  # a typed from_json would coerce its elements silently
+# What a typed `from_json` makes of a non-string JSON value read as a string: a number's text,
+# true/false, an object's or array's text. Strings that look like this are checked again.
+_OTHER_JSON_TEXT = r"(?s)^(?:-?[0-9][0-9.eE+-]*|-?Infinity|NaN|true|false|[\[{].*)$"
 
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 
@@ -101,8 +111,28 @@ def _corrupt_reason(stream: contracts.Stream) -> Column:
     return reason
 
 
+def _suspect_reason(stream: contracts.Stream) -> Column:
+    """Whether a suspect record's string fields were JSON strings: which one was not, or NULL.
+
+    Reads `_whole`, the full VARIANT parse of the record. Its other checks have passed.
+    """
+    whole = F.col("_whole")
+    checks: list[tuple[Column, Column]] = [
+        # Parsed by from_json but not by parse_json: duplicate keys.
+        (whole.isNull(), F.lit("not JSON (or not a JSON object)")),
+    ]
+    for field in stream.fields:
+        if field.type == "string":
+            value = F.variant_get(whole, f"$.{field.name}", "variant")
+            checks += _json_type_check(value, F.schema_of_variant(value), field)[1 if field.required else 0:]
+    reason = F.lit(None).cast("string")
+    for condition, message in reversed(checks):
+        reason = F.when(condition, message).otherwise(reason)
+    return reason
+
+
 def _stream_error(k: int, stream: contracts.Stream) -> Column:
-    """The first reason a parsed message breaks this stream's contract, or NULL."""
+    """The first reason a parsed message breaks this stream's contract, `_SUSPECT`, or NULL."""
     version = F.col(_col(k, _VERSION))
     checks: list[tuple[Column, Column]] = [
         # The reason is worked out in a later projection, only for these (rare) rows.
@@ -114,7 +144,7 @@ def _stream_error(k: int, stream: contracts.Stream) -> Column:
         value = F.col(_col(k, field.name))
         if field.type in _AS_VARIANT:
             checks += _json_type_check(value, F.col(_col(k, "type_" + field.name)), field)
-        elif field.required:
+        elif field.required:  # for a string: absent, JSON null, or (a suspect) another type
             checks.append((value.isNull(), F.lit(f"missing required field '{field.name}'")))
         if field.type == "timestamp_ms":
             checks.append((~value.between(TIMESTAMP_MS_MIN, TIMESTAMP_MS_MAX), F.lit(f"'{field.name}' out of range")))
@@ -129,6 +159,10 @@ def _stream_error(k: int, stream: contracts.Stream) -> Column:
     if stream.topic == contracts.PLAYS_TOPIC:
         checks.append((~F.col(_col(k, "source")).isin(*contracts.PLAY_SOURCES),
                        F.lit(f"source must be one of {', '.join(contracts.PLAY_SOURCES)}")))
+    # Last: a suspect breaks no other rule, so only its string fields' JSON types are left to check.
+    suspects = [F.col(_col(k, f.name)).rlike(_OTHER_JSON_TEXT) for f in stream.fields if f.type == "string"]
+    if suspects:
+        checks.append((reduce(lambda a, b: a | b, suspects), F.lit(_SUSPECT)))
     error = None
     for condition, message in checks:
         error = F.when(condition, message) if error is None else error.when(condition, message)
@@ -194,13 +228,14 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         error = error.when(F.col("kafka_topic") == name, _stream_error(k, stream))
     error = error.otherwise(F.concat(F.lit("unknown topic "), F.col("kafka_topic")))
     df = df.select("*", error.alias("_error"))
-    # The full parse, for corrupt records only. As its own column: inside the CASE below,
-    # Spark would hoist this common sub-expression and parse every message a second time.
-    corrupt = F.col("_error") == _CORRUPT
-    df = df.select("*", F.when(corrupt, F.try_parse_json("payload")).alias("_whole"))
-    error = F.when(F.col("_error").isNull() | (F.col("_error") != _CORRUPT), F.col("_error"))
+    # The full parse, for corrupt and suspect records only. As its own column: inside the CASE
+    # below, Spark would hoist this common sub-expression and parse every message a second time.
+    corrupt, suspect = F.col("_error") == _CORRUPT, F.col("_error") == _SUSPECT
+    df = df.select("*", F.when(corrupt | suspect, F.try_parse_json("payload")).alias("_whole"))
+    error = F.when(F.col("_error").isNull() | ~F.col("_error").isin(_CORRUPT, _SUSPECT), F.col("_error"))
     for name, stream in streams:
-        error = error.when(F.col("kafka_topic") == name, _corrupt_reason(stream))
+        error = (error.when((F.col("kafka_topic") == name) & corrupt, _corrupt_reason(stream))
+                 .when(F.col("kafka_topic") == name, _suspect_reason(stream)))
     df = df.select("*", error.alias("error"))
 
     valid = F.col("error").isNull()
