@@ -87,6 +87,14 @@ def _json_type_check(value: Column, json_type: Column, field: contracts.Field) -
     return checks
 
 
+def _first_reason(checks: list[tuple[Column, Column]], otherwise: Column) -> Column:
+    """The message of the first true condition, else `otherwise`."""
+    reason = otherwise
+    for condition, message in reversed(checks):
+        reason = F.when(condition, message).otherwise(reason)
+    return reason
+
+
 def _corrupt_reason(stream: contracts.Stream) -> Column:
     """Why `from_json` found a record corrupt: not a JSON object, or which field has the wrong type.
 
@@ -105,10 +113,7 @@ def _corrupt_reason(stream: contracts.Stream) -> Column:
         if field.type not in _AS_VARIANT:
             value = F.variant_get(whole, f"$.{field.name}", "variant")
             checks += _json_type_check(value, F.schema_of_variant(value), field)[1 if field.required else 0:]
-    reason = F.lit("does not match the contract")
-    for condition, message in reversed(checks):
-        reason = F.when(condition, message).otherwise(reason)
-    return reason
+    return _first_reason(checks, F.lit("does not match the contract"))
 
 
 def _suspect_reason(stream: contracts.Stream) -> Column:
@@ -125,10 +130,7 @@ def _suspect_reason(stream: contracts.Stream) -> Column:
         if field.type == "string":
             value = F.variant_get(whole, f"$.{field.name}", "variant")
             checks += _json_type_check(value, F.schema_of_variant(value), field)[1 if field.required else 0:]
-    reason = F.lit(None).cast("string")
-    for condition, message in reversed(checks):
-        reason = F.when(condition, message).otherwise(reason)
-    return reason
+    return _first_reason(checks, F.lit(None).cast("string"))
 
 
 def _stream_error(k: int, stream: contracts.Stream) -> Column:
