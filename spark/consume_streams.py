@@ -15,7 +15,8 @@ Airflow's Connections; the warehouse DSN comes from the WRAPPED_WAREHOUSE_DSN en
 variable (kept off the command line, where `ps` would show its password). The supervisor
 hands it the exclusive lock of its work dir (`--lock-fd`), which it holds until it exits; by
 hand, `--lock-file <work dir>/spark-consumer.lock` takes that lock (and refuses to run beside
-another consumer). By hand:
+another consumer). A standby (`--lock-file ... --standby`) starts Spark first, then waits for that
+lock and takes over the moment the running consumer dies: recovery without a JVM start. By hand:
 
   WRAPPED_WAREHOUSE_DSN='host=... dbname=... user=... password=...' \
     .local/venv/bin/python spark/consume_streams.py --bootstrap broker:9092 \
@@ -86,12 +87,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="a descriptor of the work dir's lock file, locked by the supervisor that started us")
     lock.add_argument("--lock-file", type=Path,
                       help="take this lock file ourselves (by hand): exit 3 if another consumer holds it")
-    return parser.parse_args(argv)
+    parser.add_argument("--standby", action="store_true",
+                        help="with --lock-file: start Spark, then wait for the lock instead of exiting 3, "
+                             "and consume once it is ours (a warm stand-in for the running consumer)")
+    args = parser.parse_args(argv)
+    if args.standby and args.lock_file is None:
+        parser.error("--standby needs --lock-file")
+    return args
 
 
-def hold_consumer_lock(args: argparse.Namespace) -> bool:
+def hold_consumer_lock(args: argparse.Namespace, wait: bool = False) -> bool:
     """Hold the lock that tells supervisors this consumer is alive: its descriptor stays open until
-    we exit (the kernel then drops the lock). False: another consumer holds it."""
+    we exit (the kernel then drops the lock). False: another consumer holds it (`wait`: block until
+    it is gone instead)."""
     if args.lock_fd is not None:
         fd = args.lock_fd
         os.set_inheritable(fd, False)  # Spark's JVM must not keep the lock after we are gone
@@ -101,7 +109,7 @@ def hold_consumer_lock(args: argparse.Namespace) -> bool:
         return True  # no lock asked for (tests running the job directly)
     try:
         # Already ours when handed over (a no-op then); this also proves it is.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         os.close(fd)
         return False
@@ -137,6 +145,10 @@ def build_session(master: str, jars: list[Path], driver_memory: str):
     return spark
 
 
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(f"stopped on signal {signum}")
+
+
 def log_progress(query, logged: int) -> int:
     """Log Spark's own timings of the batches after `logged` (where a batch's time went); the last one logged."""
     for progress in query.recentProgress:
@@ -152,7 +164,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
-    if not hold_consumer_lock(args):
+    if args.standby:
+        # Until the lock is ours there is no query to stop: a SIGTERM ends the wait (and Spark).
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    elif not hold_consumer_lock(args):
         log.error("another consumer holds %s; not starting a second one", args.lock_file)
         return 3
     dsn = os.environ.get(DSN_ENV)
@@ -161,8 +176,15 @@ def main(argv=None) -> int:
         return 2
     override = dict(pair.split("=", 1) for pair in args.topics.split(",") if pair.strip())
     topics = consumer.topics_for(override)
-    db.apply_schema(dsn)
-    spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
+    if args.standby:
+        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
+        log.info("standby: Spark is up; waiting for %s", args.lock_file)
+        hold_consumer_lock(args, wait=True)  # Spark's JVM exits with us if we are stopped while waiting
+        log.info("standby: the lock is ours; taking over")
+        db.apply_schema(dsn)
+    else:
+        db.apply_schema(dsn)  # a warehouse out of reach fails the start before Spark's
+        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
 
     reader = (
         spark.readStream.format("kafka")

@@ -82,6 +82,7 @@ class Settings:
     smtp_from: str
     spark_master: str
     spark_driver_memory: str
+    consumer_standby: bool
     spark_cluster: bool  # the stack runs a Spark standalone master and worker (wrapped_dev.stack.spark)
     spark_master_port: int
     spark_master_ui_port: int
@@ -116,7 +117,7 @@ class Settings:
         from weekly_wrapped.streaming.supervisor import ConsumerConfig
 
         return ConsumerConfig(self.warehouse_dsn, self.kafka_bootstrap, self.state_dir / "spark",
-                              self.spark_master, self.spark_driver_memory)
+                              self.spark_master, self.spark_driver_memory, self.consumer_standby)
 
     @property
     def spotify_app(self):
@@ -163,6 +164,10 @@ def load_settings() -> Settings:
     spark_cluster = _env("WRAPPED_SPARK_CLUSTER", "false") == "true"
     spark_master_port = int(_env("WRAPPED_SPARK_MASTER_PORT", "7077"))
     spotify_api_base = _env("SPOTIFY_API_BASE", fake_spotify_api)
+    from weekly_wrapped.streaming.supervisor import standby_by_default
+
+    # With the stack's own Spark cluster, the consumer runs on it; WRAPPED_SPARK_MASTER still wins.
+    spark_master = _env("WRAPPED_SPARK_MASTER", f"spark://127.0.0.1:{spark_master_port}" if spark_cluster else "local[2]")
     return Settings(
         state_dir=state_dir,
         pg_host=_env("WRAPPED_PG_HOST", "127.0.0.1"),
@@ -205,10 +210,9 @@ def load_settings() -> Settings:
         smtp_disable_ssl=_env("WRAPPED_SMTP_DISABLE_SSL", "true") == "true",
         smtp_disable_tls=_env("WRAPPED_SMTP_DISABLE_TLS", "true") == "true",
         smtp_from=_env("WRAPPED_SMTP_FROM", "Weekly Wrapped <wrapped@localhost>"),
-        # With the stack's own Spark cluster, the consumer runs on it; WRAPPED_SPARK_MASTER still wins.
-        spark_master=_env("WRAPPED_SPARK_MASTER",
-                          f"spark://127.0.0.1:{spark_master_port}" if spark_cluster else "local[2]"),
+        spark_master=spark_master,
         spark_driver_memory=_env("WRAPPED_SPARK_DRIVER_MEMORY", "2g"),
+        consumer_standby=_env("WRAPPED_CONSUMER_STANDBY", str(standby_by_default(spark_master)).lower()) == "true",
         spark_cluster=spark_cluster,
         spark_master_port=spark_master_port,
         # Spark's default UI port, 8080, is Airflow's here.

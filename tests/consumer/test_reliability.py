@@ -270,6 +270,48 @@ def test_supervisor_restarts_a_dead_consumer_and_catches_up(settings, topics, co
     assert not supervisor.is_running(private.consumer)
 
 
+def test_a_standby_takes_over_a_consumer_killed_mid_stream(settings, topics, consumer_db, kafka, tmp_path):
+    """The real job as standby: its Spark is up and it waits on the lock; kill -9 of the consumer
+    while plays keep coming -> the standby holds the lock at once, resumes from the checkpoint, and
+    every acknowledged play lands once."""
+    db, dsn = consumer_db
+    private = replace(settings, state_dir=tmp_path / "state", pg_database=db, consumer_standby=True)
+    config = private.consumer
+    config.work_dir.mkdir(parents=True)
+    config.jars_dir.symlink_to(settings.consumer.jars_dir)
+    producer = AckingProducer(kafka.bootstrap, topics)
+    user = unique("user")
+    produce_plays(producer, user, 0, 2000)
+    producer.flush()
+    try:
+        consumer = supervisor.start(config, topics=topics)
+        wait_for(lambda: supervisor.status(config).lag == 0, 120, "the first catch-up")
+        query_id = supervisor.status(config).query_id
+        standby = supervisor.start_standby(config)
+        wait_for(lambda: supervisor.status(config).standby_waiting, 120, "the standby's Spark to start")
+
+        producing = threading.Thread(target=lambda: (produce_plays(producer, user, 2000, 3000), producer.flush()))
+        producing.start()
+        time.sleep(0.5)
+        os.killpg(consumer, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: supervisor._lock_holder_pid(config) == standby, 10, "the standby to take the lock", 0.05)
+        taken = time.monotonic() - killed
+        producing.join()
+
+        after = supervisor.ensure_running(config)
+        assert after.running and after.pid == standby and after.standby_pid is None
+        assert len(supervisor.recent_deaths(config, 600)) == 1
+        wait_for(lambda: supervisor.status(config).lag == 0, 120, "the standby to catch up")
+        assert taken < 2, f"the lock passed to the standby {taken:.1f}s after the kill"
+        assert supervisor.status(config).query_id == query_id, "resumed from the same checkpoint"
+        assert_exactly_once(dsn, producer.acked_plays, 0)
+        assert supervisor.plays_committed_since(dsn, None)[0] == 5000
+    finally:
+        supervisor.stop(config)
+    assert not supervisor.is_running(config) and supervisor.standby_pid(config) is None
+
+
 def test_supervisor_fails_loudly_when_the_consumer_keeps_dying(settings, tmp_path):
     # Nothing listens on this Postgres port: the job dies at once, with the reason in its log.
     private = replace(settings, state_dir=tmp_path / "state", pg_port=free_port())

@@ -36,7 +36,8 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         airflow_test_env, settings, topics, consumer_db, kafka, tmp_path):
     db, dsn = consumer_db
     state = tmp_path / "state"
-    private = replace(settings, state_dir=state, pg_database=db)
+    # Without a standby: these runs restart the consumer themselves (test_reliability covers the standby).
+    private = replace(settings, state_dir=state, pg_database=db, consumer_standby=False)
     private.consumer.work_dir.mkdir(parents=True)
     private.consumer.jars_dir.symlink_to(settings.consumer.jars_dir)
     env = {**airflow_test_env, **connections(private), **variables(private)}

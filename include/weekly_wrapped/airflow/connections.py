@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weekly_wrapped.spotify.client import SpotifyApp
-from weekly_wrapped.streaming.supervisor import ConsumerConfig
+from weekly_wrapped.streaming.supervisor import ConsumerConfig, standby_by_default
 
 WAREHOUSE_CONN_ID = "postgres_default"
 KAFKA_CONN_ID = "kafka_default"
@@ -147,7 +147,7 @@ def musicbrainz_config(conn_id: str = MUSICBRAINZ_CONN_ID):
 
 def consumer_config() -> ConsumerConfig:
     """The streaming consumer: Spark master and work folder from `spark_default` (host, port,
-    extra `work_dir`, `driver_memory`), plus the warehouse and the Kafka brokers."""
+    extra `work_dir`, `driver_memory`, `standby`), plus the warehouse and the Kafka brokers."""
     c = _connection(SPARK_CONN_ID)
     extra = c.extra_dejson
     master = f"{c.host}:{c.port}" if c.port else c.host
@@ -157,6 +157,7 @@ def consumer_config() -> ConsumerConfig:
         work_dir=Path(extra["work_dir"]),
         spark_master=master,
         driver_memory=extra.get("driver_memory", "2g"),
+        standby=bool(extra.get("standby", standby_by_default(master))),
     )
 
 

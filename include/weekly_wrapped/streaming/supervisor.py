@@ -14,6 +14,12 @@ start time in /proc and the exact command line it recorded). Check-and-start and
 under a second lock (`spark-consumer.supervisor.lock`), so two supervisors at once (two DAG
 runs, the DAG and `wrapped consumer start`) start one consumer.
 
+A standby (`ConsumerConfig.standby`, started by `supervise` once the consumer has settled) is
+the same job with `--standby`: its Spark is up and it blocks on that lock, so when the consumer
+dies the kernel hands the lock to the standby at once and it resumes from the checkpoint without
+a JVM start. The next check records the death, makes the standby the consumer, and starts a new
+standby once that one has settled. The state file names both (pid, start time, command line).
+
 Health comes from Postgres and Kafka, not from the process: the heartbeat is the
 newest `ops.consumer_batches` row of the query in our checkpoint, and the lag is
 Kafka's end offsets minus that row's `end_offsets`. An idle consumer writes no rows,
@@ -65,6 +71,8 @@ CHECK_SECONDS = 2.0
 LOCK_RETRY_SECONDS = 2.0
 # After SIGKILL the kernel still has to tear the processes down (a JVM of some GiB takes a moment).
 KILL_WAIT_SECONDS = 10.0
+# A standby that became the consumer and still holds no lock after this long is stuck: replaced.
+TAKEOVER_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class ConsumerConfig:
     work_dir: Path  # pid file, log, checkpoint and the resolved jars
     spark_master: str = "local[2]"
     driver_memory: str = "2g"
+    standby: bool = False  # keep a second, warm consumer waiting to take over (`supervise` starts it)
 
     @property
     def checkpoint(self) -> Path:
@@ -94,6 +103,12 @@ class ConsumerConfig:
         return self.work_dir / "spark-consumer.supervisor.lock"  # held while a supervisor checks and acts
 
 
+def standby_by_default(spark_master: str) -> bool:
+    """A standby by default only with a local master: on a cluster, its idle Spark application
+    would take the free cores (standalone gives an application all it can) and keep them."""
+    return spark_master.startswith("local")
+
+
 class ConsumerDied(RuntimeError):
     """The consumer keeps exiting; the message carries the tail of its log."""
 
@@ -108,12 +123,16 @@ class Status:
     lag: int | None  # messages in Kafka not yet committed to Postgres (None: Kafka unreachable)
     lag_by_partition: dict[str, int] = field(default_factory=dict)
     log_file: str = ""
+    standby_pid: int | None = None
+    standby_waiting: bool = False  # its Spark is up and it waits for the lock
 
     def describe(self) -> str:
         age = f"{self.heartbeat_age_s:.0f}s ago" if self.heartbeat_age_s is not None else "none yet"
+        standby = ("" if self.standby_pid is None else
+                   f"; standby pid {self.standby_pid} {'waiting' if self.standby_waiting else 'starting'}")
         return (f"consumer {'running (pid %s)' % self.pid if self.running else 'NOT running'}; "
                 f"last batch {self.last_batch_id if self.last_batch_id is not None else '-'} ({age}); "
-                f"lag {self.lag if self.lag is not None else 'unknown'} messages")
+                f"lag {self.lag if self.lag is not None else 'unknown'} messages{standby}")
 
 
 def service(config: ConsumerConfig) -> process.Service:
@@ -240,21 +259,51 @@ def _leads_its_group(pid: int) -> bool:
         return False
 
 
+def _alive(started: dict | None) -> bool:
+    """Whether the process recorded in `started` ({pid, start_ticks, argv}, as `_spawn` returns it)
+    still runs: the same pid, start time and command line, leading its own process group (the
+    group is what a stop kills when the job does not stop). A pid alone could be anyone's by now."""
+    if not started:
+        return False
+    pid = started["pid"]
+    return (_proc_start_ticks(pid) == started["start_ticks"] and _proc_cmdline(pid) == started["argv"]
+            and _leads_its_group(pid))
+
+
 def our_consumer_pid(config: ConsumerConfig) -> int | None:
     """The pid of the consumer THIS supervisor started, if it is alive and the lock is held; else None.
 
     The pid file could point at anything (a reused pid, a process someone else started), so the
-    process must also have the start time and the exact command line recorded when we started it,
-    and lead its own process group (the group is what `stop` kills when the job does not stop).
+    process must also be the one recorded when we started it (`_alive`).
     """
     started = _read_state(config).get("process")
     if not started or not _lock_held(config):
         return _legacy_consumer_pid(config)
-    pid = started["pid"]
-    if (process.read_pid(service(config)) != pid or _proc_start_ticks(pid) != started["start_ticks"]
-            or _proc_cmdline(pid) != started["argv"]):
+    if process.read_pid(service(config)) != started["pid"] or not _alive(started):
         return None
-    return pid if _leads_its_group(pid) else None
+    return started["pid"]
+
+
+def standby_pid(config: ConsumerConfig) -> int | None:
+    """The pid of the standby this supervisor started, if it is alive (waiting or still starting)."""
+    standby = _read_state(config).get("standby")
+    return standby["pid"] if _alive(standby) else None
+
+
+def _waiting_for_lock(config: ConsumerConfig, pid: int) -> bool:
+    """Whether `pid` is blocked on the consumer lock: the kernel lists such waiters in /proc/locks
+    as `N: -> FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> ...`."""
+    try:
+        st = os.stat(config.lock_file)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for fields in (line.split() for line in lines):
+        if "->" in fields and fields[fields.index("->") + 4:][:2] == [str(pid), where]:
+            return True
+    return False
 
 
 def _proc_start_epoch(pid: int) -> float | None:
@@ -325,32 +374,90 @@ def start(config: ConsumerConfig, topics: dict[str, str] | None = None, extra_ar
             if topics:
                 argv += ["--topics", ",".join(f"{k}={v}" for k, v in topics.items())]
             argv += list(extra_args)
-            svc.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(svc.log_file, "ab") as log:
-                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: starting "
-                          f"{' '.join(argv)}\n".encode())
-                # The child inherits the locked descriptor (pass_fds keeps its number): from here on
-                # the lock is held for exactly as long as the consumer lives.
-                proc = subprocess.Popen(argv, env=_child_env(config), cwd=str(PROJECT_ROOT),
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, pass_fds=(lock_fd,))
-            ticks = _proc_start_ticks(proc.pid)
-            _wait_for_exec(proc.pid, argv)
+            # The child inherits the locked descriptor (pass_fds keeps its number): from here on
+            # the lock is held for exactly as long as the consumer lives.
+            started = _spawn(config, argv, pass_fds=(lock_fd,))
             os.ftruncate(lock_fd, 0)
-            os.pwrite(lock_fd, f"{proc.pid} {ticks}\n".encode(), 0)
+            os.pwrite(lock_fd, f"{started['pid']} {started['start_ticks']}\n".encode(), 0)
         finally:
             os.close(lock_fd)  # the child's copy keeps the lock
-        svc.pid_file.write_text(str(proc.pid))
-        state["process"] = {"pid": proc.pid, "start_ticks": ticks, "argv": argv}
+        svc.pid_file.write_text(str(started["pid"]))
+        state["process"] = started
         _write_state(config, state)
-        return proc.pid
+        return started["pid"]
+
+
+def _spawn(config: ConsumerConfig, argv: list[str], pass_fds: tuple[int, ...] = ()) -> dict:
+    """Start argv detached (a new session: its own process group), logging to the consumer's log;
+    what identifies it later: {pid, start_ticks, argv}."""
+    svc = service(config)
+    svc.log_dir.mkdir(parents=True, exist_ok=True)
+    with open(svc.log_file, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: starting {' '.join(argv)}\n".encode())
+        proc = subprocess.Popen(argv, env=_child_env(config), cwd=str(PROJECT_ROOT),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, pass_fds=pass_fds)
+    ticks = _proc_start_ticks(proc.pid)
+    _wait_for_exec(proc.pid, argv)
+    return {"pid": proc.pid, "start_ticks": ticks, "argv": argv}
+
+
+def start_standby(config: ConsumerConfig) -> int | None:
+    """Start a standby beside the consumer this supervisor started: the same command line, but it
+    waits for the lock (`--lock-file ... --standby`). Returns its pid (the live one if there is
+    one already); None when no consumer of ours runs to stand by for."""
+    with _supervising(config):
+        state = _read_state(config)
+        if _alive(state.get("standby")):
+            return state["standby"]["pid"]
+        if our_consumer_pid(config) is None:
+            return None
+        argv = list(state["process"]["argv"])
+        if "--lock-fd" in argv:  # else the consumer was a standby itself: the same command line
+            at = argv.index("--lock-fd")
+            argv[at:at + 2] = ["--lock-file", str(config.lock_file), "--standby"]
+        state["standby"] = _spawn(config, argv)
+        _write_state(config, state)
+        return state["standby"]["pid"]
+
+
+def _take_over(config: ConsumerConfig) -> bool:
+    """When the consumer we started is gone and its standby lives, the standby is the consumer now
+    (it takes the lock as soon as its Spark is up, or already has): record the death, and name the
+    standby in the pid and state files. True when it did."""
+    state = _read_state(config)
+    standby = state.get("standby")
+    if not _alive(standby) or _alive(state.get("process")):
+        return False
+    if state.get("process"):
+        _record_death(config, state["process"]["pid"])
+        state = _read_state(config)
+    state["process"] = state.pop("standby")
+    _write_state(config, state)
+    service(config).pid_file.write_text(str(standby["pid"]))
+    return True
+
+
+def _stop_standby(config: ConsumerConfig, timeout: float) -> None:
+    """SIGTERM ends the standby's wait (its JVM follows it); its whole group is killed after `timeout`."""
+    state = _read_state(config)
+    standby = state.pop("standby", None)
+    if _alive(standby):
+        _signal_group(standby["pid"], signal.SIGTERM)  # nothing to stop gracefully while it waits
+        if not _wait_for_group(standby["pid"], timeout):
+            _signal_group(standby["pid"], signal.SIGKILL)
+            _wait_for_group(standby["pid"], KILL_WAIT_SECONDS)
+    _write_state(config, state)
 
 
 def stop(config: ConsumerConfig, timeout: float = 30.0) -> bool:
     """Stop the consumer this supervisor started and return once it is gone: SIGTERM to the job
     (it stops the query between batches, then Spark), SIGKILL to its whole process group after
-    `timeout`. Signals nothing it cannot prove it started."""
+    `timeout`. Signals nothing it cannot prove it started. A standby is stopped first (it would
+    take over the moment the consumer is gone)."""
     with _supervising(config):
+        _take_over(config)
+        _stop_standby(config, timeout)
         pid = our_consumer_pid(config)
         if pid is None:
             if _lock_held(config):
@@ -376,6 +483,15 @@ def _wait_until_gone(config: ConsumerConfig, pgid: int, timeout: float) -> bool:
     """Wait until no process holds the consumer lock and the group has no live member."""
     deadline = time.monotonic() + timeout
     while _lock_held(config) or process._group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _wait_for_group(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while process._group_alive(pgid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
@@ -465,8 +581,9 @@ def status(config: ConsumerConfig) -> Status:
     except Exception:  # Kafka down: report unknown lag rather than fail the status
         per_partition, lag = {}, None
     pid = (our_consumer_pid(config) or _lock_holder_pid(config)) if running else None
-    return Status(running, pid, query_id, batch_id, age, lag,
-                  per_partition, str(svc.log_file))
+    standby = standby_pid(config)
+    return Status(running, pid, query_id, batch_id, age, lag, per_partition, str(svc.log_file),
+                  standby, standby is not None and _waiting_for_lock(config, standby))
 
 
 def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]:
@@ -505,20 +622,29 @@ def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
                    settle_seconds: float = SETTLE_SECONDS) -> Status:
     """One check of the `spark_consumers` DAG (its watch repeats it every 2 s); returns the status afterwards.
 
-    Not running -> start it (unless it keeps dying: then raise ConsumerDied with its log).
+    Not running -> start it (unless it keeps dying: then raise ConsumerDied with its log); with a
+    standby alive, the standby takes over instead (while its Spark starts, it is not running yet).
     Running with lag but no batch committed for `stall_seconds` -> restart it from its checkpoint.
     """
     with _supervising(config):  # another supervisor waits here, then finds the consumer running
-        current = status(config)
-        if not current.running:
-            deaths = _record_death(config)
+        if _take_over(config):
+            deaths = recent_deaths(config, DEATH_WINDOW_SECONDS)
             if len(deaths) >= MAX_DEATHS:
-                raise ConsumerDied(
-                    f"the streaming consumer died {len(deaths)} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
-                    f"not restarting it. Once the cause is fixed, start it by hand (`wrapped consumer start` "
-                    f"on the local stack) and the watch takes over again. "
-                    f"Last lines of {service(config).log_file}:\n{log_tail(config)}"
-                )
+                stop(config)
+                raise _keeps_dying(config, len(deaths))
+            print(f"consumer died ({len(deaths)} unexpected exits lately); its standby takes over")
+        current = status(config)
+        taking_over = _read_state(config).get("process")
+        if not current.running and _alive(taking_over):  # only a standby runs without the lock
+            if _uptime(config) < TAKEOVER_SECONDS:
+                return current  # its Spark is still starting; it takes the lock once up
+            print(f"the standby (pid {taking_over['pid']}) did not take over in {TAKEOVER_SECONDS}s; killing it")
+            _signal_group(taking_over["pid"], signal.SIGKILL)
+            _wait_for_group(taking_over["pid"], KILL_WAIT_SECONDS)
+        if not current.running:
+            deaths = _record_death(config, process.read_pid(service(config)))
+            if len(deaths) >= MAX_DEATHS:
+                raise _keeps_dying(config, len(deaths))
             print(f"consumer not running ({len(deaths)} unexpected exits lately); starting it")
             _start_and_settle(config, settle_seconds)
             return status(config)
@@ -530,14 +656,23 @@ def ensure_running(config: ConsumerConfig, stall_seconds: float = STALL_SECONDS,
         return current
 
 
-def _record_death(config: ConsumerConfig) -> list[dict]:
-    """Remember an unexpected exit (a pid file left behind while no consumer holds the lock:
-    `stop` removes the pid file) once per pid; return the exits within the window."""
+def _keeps_dying(config: ConsumerConfig, deaths: int) -> ConsumerDied:
+    return ConsumerDied(
+        f"the streaming consumer died {deaths} times in {DEATH_WINDOW_SECONDS // 60} minutes; "
+        f"not restarting it. Once the cause is fixed, start it by hand (`wrapped consumer start` "
+        f"on the local stack) and the watch takes over again. "
+        f"Last lines of {service(config).log_file}:\n{log_tail(config)}"
+    )
+
+
+def _record_death(config: ConsumerConfig, pid: int | None) -> list[dict]:
+    """Remember an unexpected exit of `pid` (the pid file left behind while no consumer holds the
+    lock, as `stop` removes it; or a consumer its standby replaced) once per pid; return the exits
+    within the window."""
     state = _read_state(config)
     now = time.time()
     deaths = [d for d in state.get("deaths", []) if now - d["at"] < DEATH_HISTORY_SECONDS]
-    pid = process.read_pid(service(config))
-    if pid is not None and not is_running(config) and all(d["pid"] != pid for d in deaths):
+    if pid is not None and all(d["pid"] != pid for d in deaths):
         deaths.append({"pid": pid, "at": now})
     state["deaths"] = deaths
     _write_state(config, state)
@@ -577,12 +712,16 @@ def supervise(config: ConsumerConfig, run_seconds: float, check_every: float = C
 
     A dead consumer is started again at the next check (no settling wait, so the loop keeps
     watching; one that keeps dying still ends in ConsumerDied after MAX_DEATHS), a stalled one
-    is restarted from its checkpoint. Returns the last status. The `spark_consumers` DAG runs
-    this in a task that is started again as soon as it ends.
+    is restarted from its checkpoint. With `config.standby`, a standby is started once the
+    consumer has settled (two JVMs starting at once would slow both), and takes over when the
+    consumer dies. Returns the last status. The `spark_consumers` DAG runs this in a task that
+    is started again as soon as it ends.
     """
     began = time.monotonic()
     while True:
         current = ensure_running(config, stall_seconds=stall_seconds, settle_seconds=0)
+        if config.standby and current.running and current.standby_pid is None and _uptime(config) >= SETTLE_SECONDS:
+            start_standby(config)
         if time.monotonic() - began >= run_seconds:
             return current
         time.sleep(check_every)

@@ -82,7 +82,8 @@ def connections(settings: Settings) -> dict[str, str]:
         },
         "spark_default": {
             "conn_type": "spark", "host": settings.spark_master,
-            "extra": {"work_dir": str(settings.consumer.work_dir), "driver_memory": settings.spark_driver_memory},
+            "extra": {"work_dir": str(settings.consumer.work_dir), "driver_memory": settings.spark_driver_memory,
+                      "standby": settings.consumer_standby},
         },
     }
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
