@@ -4,9 +4,10 @@ Against the running stack (`wrapped up`; WRAPPED_* select which one): its Airflo
 Postgres and its own consumer, supervised by nothing but the `spark_consumers` DAG (unpaused
 here, its pause state restored afterwards). A steady load of synthetic plays (listeners
 `benchairflow<id>-user-*`, deleted from raw.* and marts.* afterwards) goes to the plays topic.
-Once the consumer keeps up, its whole process group (driver and JVM) gets SIGKILL at a random
-moment (so sometimes between two supervision runs); the clock stops when every play Kafka had
-acknowledged at the kill is committed. The worst of `--kills` kills counts.
+Once the consumer keeps up (and its standby waits, when the installation keeps one, as the
+local stack does by default: WRAPPED_CONSUMER_STANDBY), its whole process group (driver and JVM)
+gets SIGKILL at a random moment (so sometimes between two supervision runs); the clock stops
+when every play Kafka had acknowledged at the kill is committed. The worst of `--kills` kills counts.
 Target: <= 30 s (ratio = worst / 30 s, target <= 1).
 
 The supervisor refuses a third restart within 30 minutes (it fails loudly instead), so do not
@@ -122,6 +123,9 @@ def main(argv=None) -> int:
             mark = acknowledged(load)
             wait(lambda: caught_up(settings, topic, mark), 300, "the consumer to keep up", interval=0.25)
         for kill in range(1, args.kills + 1):
+            if settings.consumer.standby:  # as a consumer running for days has it: Spark up, waiting
+                wait(lambda: supervisor.status(settings.consumer).standby_waiting, 300,
+                     "the supervision to start a standby", interval=0.5)
             time.sleep(random.uniform(5, 25))  # a random moment: inside a supervision run or between two
             pid = supervisor.our_consumer_pid(settings.consumer)
             if pid is None:
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
                              10 * TARGET_S, "Airflow to restart the consumer", interval=0.05)
             done = wait(lambda: caught_up(settings, topic, acked), 10 * TARGET_S, "the catch-up", interval=0.1)
             times.append(done - killed)
-            print(f"kill {kill}: pid {pid} (supervision task {'running' if watched else 'between runs'}); "
+            print(f"kill {kill}: pid {pid} (supervision task {'running' if watched else 'between runs'}, "
+                  f"{'a standby waiting' if settings.consumer.standby else 'no standby'}); "
                   f"restarted after {restarted - killed:.1f}s; every play acknowledged before the kill "
                   f"committed after {done - killed:.1f}s")
     finally:
