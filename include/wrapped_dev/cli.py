@@ -86,7 +86,8 @@ def status(settings: Settings) -> int:
          f"spotify :{settings.fake_spotify_port}, gemini :{settings.fake_gemini_port}, "
          f"musicbrainz :{settings.fake_musicbrainz_port}, smtp :{settings.smtp_port}"),
         ("airflow", airflow.is_running(settings), airflow.api_url(settings)),
-        ("spark consumer", supervisor.is_running(settings.consumer), "supervised by the spark_consumers DAG"),
+        ("spark consumer", supervisor.is_running(settings.consumer), "supervised by the spark_consumers DAG"
+         + ("; with a standby" if supervisor.standby_pid(settings.consumer) else "")),
     ]
     if settings.spark_cluster:
         from wrapped_dev.stack import spark
