@@ -484,6 +484,8 @@ def test_consumer_reaches_kafka_spark_and_a_persistent_work_dir(seen, model):
     assert consumer.kafka_bootstrap == "kafka:9092"
     assert "PLAINTEXT://kafka:9092" in service_env(model, "kafka")["KAFKA_ADVERTISED_LISTENERS"]
     assert consumer.spark_master == "spark://spark-master:7077"
+    # A standby would hold the cluster's cores while it waits; the extra's "false" must read as no.
+    assert consumer.standby is False
     assert consumer.spark_master in model["services"]["spark-worker"]["command"]
     # The driver runs here; executors must reach it, so it must not bind to loopback.
     assert service_env(model, CONSUMER).get("SPARK_LOCAL_IP") == CONSUMER

@@ -157,8 +157,17 @@ def consumer_config() -> ConsumerConfig:
         work_dir=Path(extra["work_dir"]),
         spark_master=master,
         driver_memory=extra.get("driver_memory", "2g"),
-        standby=bool(extra.get("standby", standby_by_default(master))),
+        standby=_flag(extra.get("standby"), standby_by_default(master)),
     )
+
+
+def _flag(value, default: bool) -> bool:
+    """An extra's yes/no: JSON booleans, or the strings a form or an env file gives ("false" is no)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
 
 
 
