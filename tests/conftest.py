@@ -170,9 +170,9 @@ def airflow(settings: Settings, postgres: Postgres) -> str:
         started = True
     yield local.api_url(settings)
     if started and not _keep_running():
+        local.stop(settings)  # first: its supervision task would restart the consumer stopped before it
         if not consumer_was_running:
             supervisor.stop(settings.consumer)
-        local.stop(settings)
 
 
 @pytest.fixture(scope="session")

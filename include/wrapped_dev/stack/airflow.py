@@ -96,15 +96,16 @@ def stop(settings: Settings) -> bool:
 def _stop_orphaned_tasks(settings: Settings) -> bool:
     """Kill the task processes that outlived the scheduler (each leads a process group of its
     own, and the long-lived watches would go on, even restart the consumer): processes titled
-    `airflow worker` with this stack's AIRFLOW_HOME, so another stack's tasks are left alone."""
-    marker = f"AIRFLOW_HOME={airflow_home(settings)}".encode()
+    `airflow worker` working in this stack's AIRFLOW_HOME, so another stack's tasks are left alone.
+    (Their environment is no marker: setting the process title overwrites what /proc shows of it.)"""
+    home = os.path.realpath(airflow_home(settings))
     groups = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             if ((proc / "cmdline").read_bytes().startswith(b"airflow worker")
-                    and marker in (proc / "environ").read_bytes().split(b"\0")):
+                    and os.readlink(proc / "cwd") == home):
                 groups.add(os.getpgid(int(proc.name)))
         except (OSError, ProcessLookupError):
             continue  # gone meanwhile, or not ours to read
