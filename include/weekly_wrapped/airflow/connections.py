@@ -162,13 +162,13 @@ def consumer_config() -> ConsumerConfig:
 
 
 def _flag(value, default: bool) -> bool:
-    """An extra's yes/no: JSON booleans, or the strings a form or an env file gives ("false" is no)."""
+    """An extra's yes/no: a JSON boolean, or "true"/"false" as a form or an env file gives it
+    (read like our other flags: only "true" is yes)."""
     if value is None or value == "":
         return default
     if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
+        return value.strip().lower() == "true"
     return bool(value)
-
 
 
 def ingest_config(requests_per_second: float):
