@@ -2,10 +2,11 @@
 FROM apache/airflow:3.3.2-python3.11
 
 USER root
-# default-jre-headless: the Debian release's Java (17 on bookworm, 21 on trixie); Spark 4 runs on both.
+# default-jdk-headless: the Debian release's Java (17 on bookworm, 21 on trixie); Spark 4 runs on both.
+# A JDK: the consumer compiles its parse fast path (spark/udf) with javac on first start.
 # fonts-dejavu-core: the recap charts' font (weekly_wrapped.recap.charts), for names beyond ASCII.
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends default-jre-headless maven curl fonts-dejavu-core \
+ && apt-get install -y -qq --no-install-recommends default-jdk-headless maven curl fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 # The state folder (volume wrapped-state): the consumer's work_dir (pid file, log, checkpoints,
 # jars) and Airflow's generated passwords. Created here, owned by the image's user, so the named

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Weekly Wrapped needs on a fresh Debian machine, and nothing twice:
-# PostgreSQL server, Java 17 and Maven, Chromium and DejaVu fonts (if missing), uv, the main virtualenv
+# PostgreSQL server, a Java 17 JDK and Maven, Chromium and DejaVu fonts (if missing), uv, the main virtualenv
 # (.local/venv) and dbt's own virtualenv (.local/dbt-venv). Safe to re-run.
 set -euo pipefail
 
@@ -13,7 +13,8 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# A JDK, not only a JRE: the consumer's parse fast path (spark/udf) is compiled on first use.
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 { command -v runuser || [ -x /usr/sbin/runuser ]; } >/dev/null 2>&1 || missing+=(util-linux)
 # The recap: its charts' font, and the browser its look tests render the e-mail in.

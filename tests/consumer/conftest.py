@@ -13,15 +13,18 @@ from tests.support.postgres import private_database
 
 
 @pytest.fixture(scope="session")
-def spark_session():
-    """A local SparkSession for the pure DataFrame functions (no Kafka, no jars)."""
+def spark_session(tmp_path_factory):
+    """A local SparkSession for the pure DataFrame functions (no Kafka; only our parse fast path's jar)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    from weekly_wrapped.streaming.jars import build_udf_jar
+
     session = (
         SparkSession.builder.master("local[2]")
         .appName("weekly-wrapped-parse-tests")
+        .config("spark.jars", str(build_udf_jar(tmp_path_factory.mktemp("udf"))))
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

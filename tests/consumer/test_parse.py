@@ -67,9 +67,9 @@ def kafka_batch(spark, messages):
     return spark.createDataFrame(rows, KAFKA_SOURCE_SCHEMA)
 
 
-def consume(spark, messages, topics=contracts.STREAMS):
+def consume(spark, messages, topics=contracts.STREAMS, fast_json=True):
     """One micro-batch through the consumer's path: check_batch -> for_sink -> Arrow -> split_arrow."""
-    checked = parse.for_sink(parse.check_batch(kafka_batch(spark, messages), topics), topics)
+    checked = parse.for_sink(parse.check_batch(kafka_batch(spark, messages), topics, fast_json), topics)
     whole = checked.toArrow()
     # The consumer reads the result a task at a time (arrow_tables): the same rows and types.
     pieces = list(arrow_tables(checked))
@@ -274,3 +274,70 @@ def test_what_the_producer_sends_the_consumer_accepts(spark_session):
     assert batch.dead_letters.to_pylist() == []
     assert {topic: len(rows_of(batch, topic)) for topic in contracts.TOPICS} == {PLAYS: 2, TRACKS: 1, ALBUMS: 1,
                                                                                 ARTISTS: 1}
+
+
+# --- The fast path (spark/udf JsonFields) -------------------------------------------------------
+
+_VALID = json.dumps(play("u1", 1))
+# Plays the fast path must leave to from_json (its answer could differ), and ones it reads itself.
+ODD_PLAYS = {
+    "duplicate key, last valid": _VALID[:-1] + ', "user_id": "u2"}',
+    "duplicate key, first valid": '{"user_id": 5, ' + _VALID[1:],
+    "duplicate unknown key": _VALID[:-1] + ', "x": 1, "x": 2}',
+    "single quotes": _VALID.replace('"u1"', "'u1'"),
+    "byte-order mark": "\ufeff" + _VALID,
+    "leading space": " " + _VALID,
+    "trailing text": _VALID + " x",
+    "trailing object": _VALID + _VALID,
+    "trailing newline": _VALID + "\n",
+    "cut short": _VALID[:-1],
+    "field in other letters": _VALID[:-1] + ', "User_Id": "u9"}',
+    "corrupt-record key": _VALID[:-1] + ', "_corrupt_record": "x"}',
+    "long beyond 64 bits": _VALID.replace('"played_at": 1', '"played_at": 99999999999999999999'),
+    "minus zero": json.dumps(play("u1", 1, ms_played=0)).replace('"ms_played": 0', '"ms_played": -0'),
+    "exponent integer": json.dumps(play("u1", 1, ms_played=0)).replace('"ms_played": 0', '"ms_played": 1e3'),
+    "leading zero": json.dumps(play("u1", 1, ms_played=0)).replace('"ms_played": 0', '"ms_played": 07'),
+    "NaN": json.dumps(play("u1", 1, ms_played=0)).replace('"ms_played": 0', '"ms_played": NaN'),
+    "string for a bool": json.dumps(play("u1", 1, shuffle="true")),
+    "number for a bool": json.dumps(play("u1", 1, shuffle=1)),
+    "empty string for a long": json.dumps(play("u1", 1, ms_played="")),
+    "escaped NUL": json.dumps(play("u\u0000", 1)),
+    "lone surrogate": json.dumps(play("u1", 1)).replace('"u1"', '"\\ud800"'),
+    "escaped unicode": json.dumps(play("Zo\u00eb \U0001f3b5", 1), ensure_ascii=True),
+    "raw unicode": json.dumps(play("Zoë 🎵", 1), ensure_ascii=False),
+    "nested unknown field": json.dumps(play("u1", 1, extra={"a": [1, {"b": None}]})),
+    "comment": _VALID[:-1] + " /* c */}",
+    "UTF-16": _VALID.encode("utf-16-le"),
+    "zero bytes": b"{\x00}\x00",
+    "empty object": "{}",
+    "just a brace": "{",
+    "array": "[" + _VALID + "]",
+}
+
+
+def test_the_fast_path_changes_no_outcome(spark_session):
+    """Every odd play (and a valid one after each) ends as it does through from_json alone."""
+    messages = []
+    for value in ODD_PLAYS.values():
+        messages += [(PLAYS, value), (PLAYS, play("ok", len(messages)))]
+    fast, slow = (consume(spark_session, messages, fast_json=f) for f in (True, False))
+    assert rows_of(fast, PLAYS) == rows_of(slow, PLAYS)
+    assert fast.dead_letters.to_pylist() == slow.dead_letters.to_pylist()
+    assert len(rows_of(fast, PLAYS)) > len(ODD_PLAYS)  # some odd ones are valid plays
+
+
+def test_the_fast_path_reads_valid_plays_and_leaves_odd_ones_to_from_json(spark_session):
+    from pyspark.sql import functions as F
+
+    values = [_VALID, json.dumps(play("Zoë 🎵", 1, shuffle=True, offline=False, extra={"a": 1}),
+                                 ensure_ascii=False)] + list(ODD_PLAYS.values())
+    batch = kafka_batch(spark_session, [(PLAYS, v) for v in values])
+    got = batch.select(parse._fast_json(batch, contracts.PLAYS).alias("p")).collect()
+    read = {i for i, row in enumerate(got) if row.p is not None}
+    answered = {name for i, name in enumerate(ODD_PLAYS, start=2) if i in read}
+    # Exactly what from_json reads the same way: no odd encoding, key, number or trailing text.
+    assert answered == {"escaped unicode", "raw unicode", "nested unknown field", "duplicate unknown key",
+                        "escaped NUL", "lone surrogate", "minus zero", "trailing newline", "empty object"}
+    assert {0, 1} <= read
+    assert got[1].p.user_id == "Zoë 🎵" and got[1].p.shuffle is True and got[1].p.offline is False
+    assert got[0].p.played_at == 1_763_000_001_000 and got[0].p.ms_played is None and got[0].p._corrupt_record is None
