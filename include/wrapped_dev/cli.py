@@ -47,7 +47,7 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
     migration = airflow.migrate_in_background(settings) if with_airflow else None
     _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
     _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
-    _step("Spark connector and JDBC jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
+    _step("Spark connector, JDBC and parse fast path jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
     if settings.spark_cluster:
         from wrapped_dev.stack import spark
 
