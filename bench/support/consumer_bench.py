@@ -69,8 +69,12 @@ def fresh_tables(conn, schema: str) -> None:
 
 def keyed_copy_seconds(conn, schema: str, plays: pa.Table) -> float:
     """The write floor: plain COPY of the same rows into a table with raw.plays' columns and key."""
-    final = plays.set_column(1, "played_at", plays["played_at"].cast(pa.timestamp("ms", tz="UTC")))
-    final = final.set_column(6, "ingested_at", final["ingested_at"].cast(pa.timestamp("ms", tz="UTC")))
+    # Timestamps written without a zone and read as UTC: the fastest way Arrow's CSV has (a zoned
+    # one formats ten times slower), as the sink writes them.
+    final = plays.set_column(1, "played_at", plays["played_at"].cast(pa.timestamp("ms")))
+    final = final.set_column(6, "ingested_at", final["ingested_at"].cast(pa.timestamp("ms")))
+    with conn.cursor() as cur:
+        cur.execute("set time zone 'UTC'")
     started = time.monotonic()
     buf = io.BytesIO()
     pacsv.write_csv(final, buf, pacsv.WriteOptions(include_header=False, batch_size=65536))
@@ -215,7 +219,7 @@ def batch_timings(log_text: str) -> dict[str, float]:
 
     import re
 
-    ours = re.compile(r" batch \d+: .* (\d+) ms \(\d+ pieces, first after (\d+) ms\)")
+    ours = re.compile(r" batch \d+: .* (\d+) ms \(\d+ pieces, .*first after (\d+) ms\)")
     seen: dict[str, list[int]] = {}
     for line in log_text.splitlines():
         match = ours.search(line)

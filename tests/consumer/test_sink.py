@@ -66,7 +66,8 @@ def a_track(track_id: str, fetched_at: int, name: str, offset: int = 0, artist_i
 def conn(consumer_db):
     _, dsn = consumer_db
     apply_schema(dsn)
-    connection = psycopg2.connect(dsn)
+    # Not UTC: the sink's session must not depend on the server's or the client's time zone.
+    connection = psycopg2.connect(dsn, options="-c timezone=Asia/Kolkata")
     sink.prepare_session(connection)
     yield connection, dsn
     connection.close()
@@ -89,6 +90,30 @@ def test_plays_are_written_once_with_exact_timestamps(conn):
     assert query(dsn, "select count(*), count(distinct (user_id, played_at, track_id)) from raw.plays") == [(3, 3)]
 
 
+def test_new_plays_are_copied_straight_in_with_every_value_exact(conn):
+    c, dsn = conn
+    odd = dict(a_play(7), context_uri='spotify:playlist:"x",\n\u00e9\U0001f3b5', ms_played=2**40, reason_end="trackdone",
+               shuffle=True, offline=False, kafka_partition=2, kafka_offset=2**40)
+    plays = [a_play(1), odd, dict(a_play(3), played_at=0), dict(a_play(4), played_at=253_402_300_799_999)]
+    result = write(c, 0, batch(plays=plays))
+    assert (result.plays_rows, result.copied_pieces) == (4, 1)
+    rows = query(dsn, "select track_id, (extract(epoch from played_at) * 1000)::bigint, context_uri, ms_played, "
+                      "reason_end, shuffle, offline, kafka_partition, kafka_offset, "
+                      "(extract(epoch from ingested_at) * 1000)::bigint from raw.plays order by track_id")
+    assert rows == [(p["track_id"], p["played_at"], p["context_uri"], p["ms_played"], p.get("reason_end"),
+                     p.get("shuffle"), p.get("offline"), p["kafka_partition"], p["kafka_offset"], p["ingested_at"])
+                    for p in sorted(plays, key=lambda p: p["track_id"])]
+
+
+def test_a_piece_with_a_play_already_there_takes_the_upsert_and_so_does_the_rest_of_the_batch(conn):
+    c, dsn = conn
+    write(c, 0, batch(plays=[a_play(2)]))
+    pieces = [batch(plays=[a_play(1)]), batch(plays=[a_play(2), a_play(3)]), batch(plays=[a_play(4), a_play(4)])]
+    result = sink.write_chunks(c, "q1", 1, pieces, time.monotonic())
+    assert (result.plays_rows, result.copied_pieces) == (3, 1)
+    assert query(dsn, "select track_id from raw.plays order by 1") == [("t1",), ("t2",), ("t3",), ("t4",)]
+
+
 def test_plays_of_someone_who_deleted_their_data_are_not_loaded_until_they_join_again(conn):
     from cryptography.fernet import Fernet
 
@@ -100,7 +125,7 @@ def test_plays_of_someone_who_deleted_their_data_are_not_loaded_until_they_join_
     assert query(dsn, "select count(*), count(*) filter (where strpos(user_id_sha256, 'gone') > 0) "
                       "from app.deleted_users") == [(1, 0)]  # a hash, never the id
     result = write(c, 1, batch(plays=[a_play(3, "gone"), a_play(4, "stays")]))
-    assert result.plays_rows == 1
+    assert (result.plays_rows, result.copied_pieces) == (1, 0)
     assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("stays", 2)]
 
     accounts.save_user(dsn, Fernet.generate_key().decode(), user_id="gone", display_name=None,

@@ -134,9 +134,10 @@ class BatchWriter:
         chunks = Chunks(split_arrow(pa_table, self.topics) for pa_table in arrow_tables(df))
         result = self.write(query_id, batch_id, chunks, started)
         log.info(
-            "batch %d: %d messages, %d new plays, %d dead letters, %d ms (%d pieces, first after %d ms)%s",
+            "batch %d: %d messages, %d new plays, %d dead letters, %d ms "
+            "(%d pieces, %d of plays copied straight in, first after %d ms)%s",
             batch_id, result.input_rows, result.plays_rows, result.dead_letters, result.duration_ms,
-            len(chunks.seen), chunks.first_ms(started), " (already committed, skipped)" if result.skipped else "",
+            len(chunks.seen), result.copied_pieces, chunks.first_ms(started), " (already committed, skipped)" if result.skipped else "",
         )
 
     def write(self, query_id: str, batch_id: int, chunks: Chunks, started: float) -> sink.BatchResult:
