@@ -153,8 +153,9 @@ def _suspect_reason(stream: contracts.Stream) -> Column:
     return _first_reason(checks, F.lit(None).cast("string"))
 
 
-def _stream_error(k: int, stream: contracts.Stream) -> Column:
-    """The first reason a parsed message breaks this stream's contract, `_SUSPECT`, or NULL."""
+def _stream_error(k: int, stream: contracts.Stream, exact: bool = False) -> Column:
+    """The first reason a parsed message breaks this stream's contract, `_SUSPECT`, or NULL.
+    `exact`: the stream has the column saying the fast path read the message (no suspects then)."""
     version = F.col(_col(k, _VERSION))
     checks: list[tuple[Column, Column]] = [
         # The reason is worked out in a later projection, only for these (rare) rows.
@@ -184,7 +185,10 @@ def _stream_error(k: int, stream: contracts.Stream) -> Column:
     # Last: a suspect breaks no other rule, so only its string fields' JSON types are left to check.
     suspects = [F.col(_col(k, f.name)).rlike(_OTHER_JSON_TEXT) for f in stream.fields if f.type == "string"]
     if suspects:
-        checks.append((reduce(lambda a, b: a | b, suspects), F.lit(_SUSPECT)))
+        suspect = reduce(lambda a, b: a | b, suspects)
+        if exact:
+            suspect = ~F.col(_col(k, "exact")) & suspect
+        checks.append((suspect, F.lit(_SUSPECT)))
     error = None
     for condition, message in checks:
         error = F.when(condition, message) if error is None else error.when(condition, message)
@@ -218,12 +222,17 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         "value",  # the bytes, for the fast path
     )
     parsable = (F.col("_size") <= max_bytes) & F.col("_utf8")
+    fast = {k: _fast_json(batch, stream) for k, (_, stream) in enumerate(streams)} if fast_json else {}
+    fast = {k: parse for k, parse in fast.items() if parse is not None}
+    df = df.select("*", *[
+        F.when((F.col("kafka_topic") == streams[k][0]) & parsable, parse).alias(_col(k, "fast"))
+        for k, parse in fast.items()
+    ])
     parsed = []
     for k, (name, stream) in enumerate(streams):
         json = F.from_json("payload", _parse_schema(stream), {"columnNameOfCorruptRecord": _CORRUPT})
-        fast = _fast_json(batch, stream) if fast_json else None
-        if fast is not None:
-            json = F.coalesce(fast, json)  # from_json runs only where the fast path says null
+        if k in fast:
+            json = F.coalesce(F.col(_col(k, "fast")), json)  # from_json only where the fast path says null
         parsed.append(F.when((F.col("kafka_topic") == name) & parsable, json).alias(_col(k, "json")))
     df = df.select("*", *parsed)
     df = df.select("*", *[
@@ -243,7 +252,9 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
                 raw = F.when(F.col(_col(k, "type_" + f.name)).isin(*JSON_TYPES[f.type]),
                              F.variant_get(raw, "$", SPARK_TYPES[f.type].simpleString()))
             typed.append(raw.alias(_col(k, f.name)))
-    kept = [c for c in df.columns if not c.endswith("_json") and c != "value"]
+        if k in fast:  # read by the fast path: its strings were JSON strings, no suspects
+            typed.append(F.col(_col(k, "fast")).isNotNull().alias(_col(k, "exact")))
+    kept = [c for c in df.columns if not c.endswith(("_json", "_fast")) and c != "value"]
     df = df.select(*kept, *typed)
 
     error = (
@@ -253,7 +264,7 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         .when(~F.col("_utf8"), F.lit("not UTF-8"))
     )
     for k, (name, stream) in enumerate(streams):
-        error = error.when(F.col("kafka_topic") == name, _stream_error(k, stream))
+        error = error.when(F.col("kafka_topic") == name, _stream_error(k, stream, exact=k in fast))
     error = error.otherwise(F.concat(F.lit("unknown topic "), F.col("kafka_topic")))
     df = df.select("*", error.alias("_error"))
     # The full parse, for corrupt and suspect records only. As its own column: inside the CASE
