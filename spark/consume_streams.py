@@ -57,6 +57,7 @@ JVM_OPTIONS = " ".join((
 CHECKPOINT_FILE_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 # Bytes a task's Kafka consumer asks for per partition and fetch: a task's share of a big batch at once.
 FETCH_BYTES = 16 * 1024 * 1024
+FETCH_MAX_WAIT_MS = 20
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -205,6 +206,11 @@ def main(argv=None) -> int:
         # Kafka's 1 MB per partition and fetch made reading half of a batch's Spark time (each
         # task fetched its ~7 MB in pieces, a round trip each): 500k plays read in 1.6 s, 0.6 s so.
         .option("kafka.max.partition.fetch.bytes", str(FETCH_BYTES))
+        # A task's Kafka consumer leaves a fetch in flight when it is done; at the log's end the
+        # broker parks it for fetch.max.wait.ms (500 by default), and the next batch's task waits
+        # for it to come back: a micro-batch of 1,000 plays took 1.2 s, 0.2 s with 20 ms. A task
+        # only asks for offsets that exist, so a short wait costs nothing.
+        .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
         .load()
     )
     # Validation is part of the streaming plan; every micro-batch arrives parsed and split.
