@@ -134,6 +134,19 @@ def test_plays_of_someone_who_deleted_their_data_are_not_loaded_until_they_join_
     assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("gone", 1), ("stays", 2)]
 
 
+def test_after_someone_deleted_their_data_the_plays_of_others_still_go_straight_in(conn):
+    from weekly_wrapped.users import leaving
+
+    c, dsn = conn
+    write(c, 0, batch(plays=[a_play(1, "gone")]))
+    leaving.delete_user_data(dsn, "gone")
+    result = write(c, 1, batch(plays=[a_play(2, "stays"), a_play(3, "stays")]))
+    assert (result.plays_rows, result.copied_pieces) == (2, 1)
+    result = write(c, 2, batch(plays=[a_play(4, "gone"), a_play(5, "stays")]))
+    assert (result.plays_rows, result.copied_pieces) == (1, 0)
+    assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("stays", 3)]
+
+
 def test_entities_keep_the_freshest_version_and_never_move_backwards(conn):
     c, dsn = conn
     write(c, 0, batch(tracks=[a_track("t1", 10, "v10"), a_track("t1", 30, "v30", 1), a_track("t1", 25, "v25", 2)]))

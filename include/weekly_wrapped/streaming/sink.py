@@ -167,24 +167,37 @@ def _copy(cur, stage: str, columns: list[str], table) -> None:
     cur.copy_expert(f"copy {stage} ({quoted}) from stdin with (format csv)", _csv(table), size=1 << 20)
 
 
-def _copy_new_plays(cur, table, schema: str) -> bool:
-    """COPY a piece of plays straight into `<schema>.plays`; False (nothing written) if any of them
-    is already there or twice in the piece, or if someone's plays are being held back (deleted users):
-    then the piece takes the upsert, which handles both."""
-    cur.execute("select exists (select 1 from app.deleted_users)")
-    if cur.fetchone()[0]:
-        return False
+def with_timestamps(table, stream: contracts.Stream):
+    """The stage table with its epoch-ms columns as timestamps: what a COPY into the raw table takes.
+
+    Written as '2025-11-13 02:13:20.000', exact, and read as UTC (`prepare_session`): Arrow writes
+    a UTC-zoned timestamp ten times slower (2 s per million rows, per column).
+    """
     import pyarrow as pa
 
-    for f in contracts.PLAYS.fields:
+    for f in stream.fields:
         if f.type == "timestamp_ms":
-            # Epoch ms -> '2025-11-13 02:13:20.000', exact, read as UTC (prepare_session). Arrow
-            # writes a UTC-zoned timestamp ten times slower (2 s per million rows, per column).
             i = table.schema.get_field_index(f.name)
             table = table.set_column(i, f.name, table[f.name].cast(pa.timestamp("ms")))
+    return table
+
+
+def _copy_new_plays(cur, table, schema: str) -> bool:
+    """COPY a piece of plays straight into `<schema>.plays`; False (nothing written) if any of them
+    is already there or twice in the piece, or belongs to someone who deleted their data: then the
+    piece takes the upsert, which handles both."""
+    import hashlib
+
+    import pyarrow.compute as pc
+
+    users = [hashlib.sha256(u.encode()).hexdigest() for u in pc.unique(table["user_id"]).to_pylist()]
+    cur.execute("select exists (select 1 from app.deleted_users where user_id_sha256 = any(%s))", (users,))
+    if cur.fetchone()[0]:
+        return False
     cur.execute("savepoint new_plays")
     try:
-        _copy(cur, f"{schema}.{table_name(contracts.PLAYS)}", [c for c, _ in stage_columns(contracts.PLAYS)], table)
+        _copy(cur, f"{schema}.{table_name(contracts.PLAYS)}", [c for c, _ in stage_columns(contracts.PLAYS)],
+              with_timestamps(table, contracts.PLAYS))
     except pg_errors.UniqueViolation:
         cur.execute("rollback to savepoint new_plays")
         return False
