@@ -15,6 +15,7 @@ Target: ratio >= 0.5.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ TARGET = 0.5
 # The stack's consumer runs for days: measure it warm (JIT-compiled), as it is after its first minutes.
 WARMUP_BATCHES = 100
 WARMUP = 200_000
+FLOOR_ROUNDS = 3
 
 
 def main(argv=None) -> int:
@@ -85,9 +87,17 @@ def main(argv=None) -> int:
             if " batch " in line:  # the last batches: the measured ones
                 print("  " + line.split(": ", 1)[-1])
 
+    # The floor is the median of FLOOR_ROUNDS COPYs: a single one swung from 125k to 245k rows/s on
+    # this machine, with whether a checkpoint (forced by the dropped database, or by WAL volume) ran
+    # beside it. The median is mostly a COPY without one: the faster floor, the harder target.
+    copies = []
+    plays = synthetic_plays(n)
     with private_schema(settings.warehouse_dsn) as (conn, schema):
-        fresh_tables(conn, schema)
-        copy_s = keyed_copy_seconds(conn, schema, synthetic_plays(n))
+        for _ in range(FLOOR_ROUNDS):
+            fresh_tables(conn, schema)
+            copies.append(keyed_copy_seconds(conn, schema, plays))
+    copy_s = statistics.median(copies)
+    print("keyed COPY rounds: " + ", ".join(f"{n / s:,.0f}" for s in copies) + " rows/s")
     e2e_rate, copy_rate = n / e2e_s, n / copy_s
     print(f"end to end: {e2e_rate:,.0f} plays/s; keyed COPY of the same rows: {copy_rate:,.0f} rows/s")
     print(f"e2e_throughput: ratio={e2e_rate / copy_rate:.2f} (target >= {TARGET})")
