@@ -145,10 +145,8 @@ def committed_plays(dsn: str, conn=None) -> int:
         with conn.cursor() as cur:
             cur.execute("select coalesce(sum(plays_rows), 0) from ops.consumer_batches")
             return int(cur.fetchone()[0])
-    except psycopg2.OperationalError:
-        return -1
     except psycopg2.Error:
-        return -1  # the consumer has not applied the schema yet
+        return -1  # Postgres out of reach, or the consumer has not applied the schema yet
     finally:
         if own and conn is not None:
             conn.close()
