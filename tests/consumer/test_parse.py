@@ -9,6 +9,7 @@ stream, dead letters with their reasons, end offsets.
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow as pa
 import pytest
@@ -324,6 +325,39 @@ def test_the_fast_path_changes_no_outcome(spark_session):
     assert rows_of(fast, PLAYS) == rows_of(slow, PLAYS)
     assert fast.dead_letters.to_pylist() == slow.dead_letters.to_pylist()
     assert len(rows_of(fast, PLAYS)) > len(ODD_PLAYS)  # some odd ones are valid plays
+
+
+def _near_plain_plays() -> list[str]:
+    """Plays in and just outside the shape the fast path reads with its plain scan (our producer's):
+    each field with each odd value, other spacing, and seeded one-character edits of a valid play."""
+    base = play("u1", 1)
+    odd = [None, True, False, 0, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 10**18, 10**19, 1.5, "",
+           "Zoë", 'a"b', "a\\b", "123", "true", [], {}]
+    values = [json.dumps({**base, field: value}, ensure_ascii=ascii)
+              for field in [*base, "x", "User_Id"] for value in odd for ascii in (True, False)]
+    # JSON texts Python's json never writes: other number forms, bare words, escapes.
+    texts = ["07", "-0", "-01", "-", "00", "1e3", "1E3", "1.0", "1x", "123456789012345678", "1234567890123456789",
+             "9223372036854775808", "truex", "tru", "nul", "nulls", "True", '"\\u0041"', '"a\\/b"', "'a'", '"\t"']
+    values += [json.dumps({**base, field: "@"}).replace('"@"', text) for field in base for text in texts]
+    values += [json.dumps(base, separators=(",", ":")), json.dumps(base, indent="\t"),
+               json.dumps(base, indent=1).replace("\n", "\r\n"), "{ }", '{"schema_version": 1}']
+    edits = list('"\\{}[],:-.e0719tfn x\n\t/') + ["é", "\x00", "\x7f", "-0", "1e3", "00", "null"]
+    plain, rnd = json.dumps(base), random.Random(13)
+    for _ in range(300):
+        k, edit = rnd.randrange(len(plain)), rnd.choice(edits)
+        values.append(rnd.choice([plain[:k] + edit + plain[k:], plain[:k] + plain[k + 1:],
+                                  plain[:k] + edit + plain[k + len(edit):]]))
+    return values
+
+
+def test_the_plain_scan_changes_no_outcome(spark_session):
+    """The fast path reads plain plays without Jackson: in and just outside that shape, every
+    outcome is still from_json's."""
+    messages = [(PLAYS, value) for value in _near_plain_plays()]
+    fast, slow = (consume(spark_session, messages, fast_json=f) for f in (True, False))
+    assert rows_of(fast, PLAYS) == rows_of(slow, PLAYS)
+    assert fast.dead_letters.to_pylist() == slow.dead_letters.to_pylist()
+    assert len(rows_of(fast, PLAYS)) > 100 and fast.dead_letters.num_rows > 100  # both kinds in the sample
 
 
 def test_the_fast_path_reads_valid_plays_and_leaves_odd_ones_to_from_json(spark_session):
