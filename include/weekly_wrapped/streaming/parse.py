@@ -17,8 +17,9 @@ How, and why this way (it is the consumer's hot path, ~1M rows a minute on 2 cor
 - String arrays (entity streams only) are parsed as VARIANT, their JSON type read with
   `schema_of_variant`.
 - Only a corrupt or suspect record pays for a full VARIANT parse.
-- Streams of scalar fields (plays) are read by our fast path first (`spark/udf`, Jackson on
-  the UTF-8 bytes: from_json wraps every record in a Reader with an 8 KB buffer of its own).
+- Streams of scalar fields (plays) are read by our fast path first (`spark/udf`: a plain scan
+  of the bytes for our producer's shape, else Jackson on them; from_json wraps every record in
+  a Reader with an 8 KB buffer of its own).
   It answers only when its answer is certainly from_json's; everything else (a number for a
   string, duplicate keys, anything odd) it leaves to from_json, so the rules above are unchanged.
 - The work is staged in plain projections so every expression runs once per row
