@@ -56,8 +56,7 @@ JVM_OPTIONS = " ".join((
     # The throughput collector, not G1: the consumer's heap is short-lived rows and Arrow buffers,
     # and G1's write barriers and concurrent threads cost more than they save here. A million plays,
     # three interleaved pairs: committed after 9.7-11.1 s against G1's 12.0-14.4, the JVM 7.5-7.7 CPU
-    # seconds against 8.5-10.2. Its young collections pause for milliseconds; the latency benchmark
-    # holds the pauses to account.
+    # seconds against 8.5-10.2. Its pauses stop the world; bench/latency.py counts them (p95 0.83 s).
     "-XX:+UseParallelGC",
 ))
 CHECKPOINT_FILE_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"

@@ -159,7 +159,7 @@ public final class JsonFields implements UDF2<byte[], String, Row> {
      * false, null, JSON whitespace. Within that shape Jackson reads the same values, so where this
      * answers, {@link #call} answers as it would through Jackson; everything else goes there.
      */
-    static Object[] scan(byte[] json, Spec spec) {
+    private static Object[] scan(byte[] json, Spec spec) {
         int n = json.length;
         Object[] values = new Object[spec.types.length + 1];
         boolean[] seen = new boolean[spec.types.length];
@@ -198,7 +198,6 @@ public final class JsonFields implements UDF2<byte[], String, Row> {
                 values[i] = new String(json, p + 1, end - p - 1, StandardCharsets.US_ASCII);
                 p = end + 1;
             } else if (b == '-' || (b >= '0' && b <= '9')) {
-                int start = p;
                 boolean negative = b == '-';
                 if (negative) {
                     p++;
