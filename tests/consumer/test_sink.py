@@ -105,13 +105,41 @@ def test_new_plays_are_copied_straight_in_with_every_value_exact(conn):
                     for p in sorted(plays, key=lambda p: p["track_id"])]
 
 
-def test_a_piece_with_a_play_already_there_takes_the_upsert_and_so_does_the_rest_of_the_batch(conn):
+def test_a_batch_with_a_play_already_there_takes_the_upsert_for_all_its_plays(conn):
     c, dsn = conn
     write(c, 0, batch(plays=[a_play(2)]))
     pieces = [batch(plays=[a_play(1)]), batch(plays=[a_play(2), a_play(3)]), batch(plays=[a_play(4), a_play(4)])]
     result = sink.write_chunks(c, "q1", 1, pieces, time.monotonic())
-    assert (result.plays_rows, result.copied_pieces) == (3, 1)
+    assert (result.plays_rows, result.copied_pieces) == (3, 0)
     assert query(dsn, "select track_id from raw.plays order by 1") == [("t1",), ("t2",), ("t3",), ("t4",)]
+
+
+def test_a_batch_in_pieces_lands_whole_plays_entities_and_dead_letters(conn):
+    c, dsn = conn
+    dead = {"topic": "p", "partition": 0, "offset": 9, "payload": "x", "error": "e"}
+    pieces = [batch(plays=[a_play(1)], tracks=[a_track("t1", 10, "old")], offsets={"p": {"0": 2}}),
+              batch(tracks=[a_track("t1", 20, "new", 1)], dead=[dead], offsets={"p": {"1": 5}}),
+              batch(plays=[a_play(2), a_play(3)], offsets={"p": {"0": 4}})]
+    result = sink.write_chunks(c, "q1", 0, iter(pieces), time.monotonic())
+    assert (result.input_rows, result.plays_rows, result.dead_letters, result.copied_pieces) == (6, 3, 1, 2)
+    assert query(dsn, "select track_id from raw.plays order by 1") == [("t1",), ("t2",), ("t3",)]
+    assert query(dsn, "select name from raw.tracks") == [("new",)]
+    assert query(dsn, 'select "offset", error from ops.dead_letters') == [(9, "e")]
+    assert query(dsn, "select end_offsets from ops.consumer_batches") == [({"p": {"0": 4, "1": 5}},)]
+
+
+def test_a_failure_while_the_pieces_arrive_is_raised_as_itself_and_nothing_is_written(conn):
+    c, dsn = conn
+
+    def pieces():
+        yield batch(plays=[a_play(1)])
+        raise RuntimeError("the Spark job failed")
+
+    with pytest.raises(RuntimeError, match="the Spark job failed"):
+        sink.write_chunks(c, "q1", 0, pieces(), time.monotonic())
+    assert query(dsn, "select (select count(*) from raw.plays), (select count(*) from ops.consumer_batches)") == [(0, 0)]
+    result = write(c, 0, batch(plays=[a_play(1)]))  # the same connection writes the re-run
+    assert (result.plays_rows, result.copied_pieces) == (1, 1)
 
 
 def test_plays_of_someone_who_deleted_their_data_are_not_loaded_until_they_join_again(conn):
@@ -145,6 +173,10 @@ def test_after_someone_deleted_their_data_the_plays_of_others_still_go_straight_
     result = write(c, 2, batch(plays=[a_play(4, "gone"), a_play(5, "stays")]))
     assert (result.plays_rows, result.copied_pieces) == (1, 0)
     assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("stays", 3)]
+    pieces = [batch(plays=[a_play(6, "stays")]), batch(plays=[a_play(7, "gone"), a_play(8, "stays")])]
+    result = sink.write_chunks(c, "q1", 3, pieces, time.monotonic())
+    assert (result.plays_rows, result.copied_pieces) == (2, 0)  # a later piece sends the whole batch to the upsert
+    assert query(dsn, "select user_id, count(*) from raw.plays group by 1 order by 1") == [("stays", 5)]
 
 
 def test_entities_keep_the_freshest_version_and_never_move_backwards(conn):
