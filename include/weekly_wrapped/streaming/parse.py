@@ -212,8 +212,13 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
     max_bytes = contracts.MAX_MESSAGE_BYTES
     streams = list(topics.items())
     utf8 = F.is_valid_utf8("value")
+    # Which stream a message is, as a number: the topic name is compared once per message, not at
+    # every branch below (~20 string comparisons a row: 9% of the Spark tasks' CPU in a profile).
+    stream_number = reduce(lambda found, k: found.when(F.col("topic") == streams[k][0], F.lit(k)),
+                           range(1, len(streams)), F.when(F.col("topic") == streams[0][0], F.lit(0)))
     df = batch.select(
         F.col("topic").alias("kafka_topic"),
+        stream_number.alias("_stream"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
@@ -226,15 +231,15 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
     fast = {k: _fast_json(batch, stream) for k, (_, stream) in enumerate(streams)} if fast_json else {}
     fast = {k: parse for k, parse in fast.items() if parse is not None}
     df = df.select("*", *[
-        F.when((F.col("kafka_topic") == streams[k][0]) & parsable, parse).alias(_col(k, "fast"))
+        F.when((F.col("_stream") == k) & parsable, parse).alias(_col(k, "fast"))
         for k, parse in fast.items()
     ])
     parsed = []
-    for k, (name, stream) in enumerate(streams):
+    for k, (_, stream) in enumerate(streams):
         json = F.from_json("payload", _parse_schema(stream), {"columnNameOfCorruptRecord": _CORRUPT})
         if k in fast:
             json = F.coalesce(F.col(_col(k, "fast")), json)  # from_json only where the fast path says null
-        parsed.append(F.when((F.col("kafka_topic") == name) & parsable, json).alias(_col(k, "json")))
+        parsed.append(F.when((F.col("_stream") == k) & parsable, json).alias(_col(k, "json")))
     df = df.select("*", *parsed)
     df = df.select("*", *[
         F.schema_of_variant(f"{_col(k, 'json')}.{f.name}").alias(_col(k, "type_" + f.name))
@@ -264,8 +269,8 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
               F.concat(F.lit("oversized: "), F.col("_size").cast("string"), F.lit(f" bytes > {max_bytes}")))
         .when(~F.col("_utf8"), F.lit("not UTF-8"))
     )
-    for k, (name, stream) in enumerate(streams):
-        error = error.when(F.col("kafka_topic") == name, _stream_error(k, stream, exact=k in fast))
+    for k, (_, stream) in enumerate(streams):
+        error = error.when(F.col("_stream") == k, _stream_error(k, stream, exact=k in fast))
     error = error.otherwise(F.concat(F.lit("unknown topic "), F.col("kafka_topic")))
     df = df.select("*", error.alias("_error"))
     # The full parse, for corrupt and suspect records only. As its own column: inside the CASE
@@ -273,9 +278,9 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
     corrupt, suspect = F.col("_error") == _CORRUPT, F.col("_error") == _SUSPECT
     df = df.select("*", F.when(corrupt | suspect, F.try_parse_json("payload")).alias("_whole"))
     error = F.when(F.col("_error").isNull() | ~F.col("_error").isin(_CORRUPT, _SUSPECT), F.col("_error"))
-    for name, stream in streams:
-        error = (error.when((F.col("kafka_topic") == name) & corrupt, _corrupt_reason(stream))
-                 .when(F.col("kafka_topic") == name, _suspect_reason(stream)))
+    for k, (_, stream) in enumerate(streams):
+        error = (error.when((F.col("_stream") == k) & corrupt, _corrupt_reason(stream))
+                 .when(F.col("_stream") == k, _suspect_reason(stream)))
     df = df.select("*", error.alias("error"))
 
     valid = F.col("error").isNull()
@@ -285,10 +290,10 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
         # Postgres text cannot hold NUL; an oversized payload is kept only as its head.
         F.when(~valid, F.replace(F.substring("payload", 1, max_bytes), F.lit(_NUL), F.lit("\ufffd"))).alias("payload"),
         *[
-            F.when(valid & (F.col("kafka_topic") == name),
+            F.when(valid & (F.col("_stream") == k),
                    F.struct(*[F.col(_col(k, f.name)).alias(f.name) for f in stream.fields]))
             .alias(stream_column(stream))
-            for k, (name, stream) in enumerate(streams)
+            for k, (_, stream) in enumerate(streams)
         ],
     )
 
