@@ -213,7 +213,8 @@ def check_batch(batch: DataFrame, topics: Mapping[str, contracts.Stream] = contr
     streams = list(topics.items())
     utf8 = F.is_valid_utf8("value")
     # Which stream a message is, as a number: the topic name is compared once per message, not at
-    # every branch below (~20 string comparisons a row: 9% of the Spark tasks' CPU in a profile).
+    # every branch below (~20 string comparisons a row; in async-profiler, string comparisons
+    # fell from 8.8% to 6.0% of the Spark tasks' samples).
     stream_number = reduce(lambda found, k: found.when(F.col("topic") == streams[k][0], F.lit(k)),
                            range(1, len(streams)), F.when(F.col("topic") == streams[0][0], F.lit(0)))
     df = batch.select(

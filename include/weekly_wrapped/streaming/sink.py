@@ -162,9 +162,11 @@ def _csv(table) -> io.BytesIO:
     return buf
 
 
-def _copy(cur, stage: str, columns: list[str], table) -> None:
+def _copy(cur, target: str, columns: list[str], source) -> None:
+    """COPY into `target`: `source` is an Arrow table, or a file object that reads as CSV."""
     quoted = ", ".join(f'"{c}"' for c in columns)
-    cur.copy_expert(f"copy {stage} ({quoted}) from stdin with (format csv)", _csv(table), size=1 << 20)
+    csv = source if hasattr(source, "read") else _csv(source)
+    cur.copy_expert(f"copy {target} ({quoted}) from stdin with (format csv)", csv, size=1 << 20)
 
 
 def with_timestamps(table, stream: contracts.Stream):
@@ -244,11 +246,9 @@ def _copy_new_plays(cur, chunks: Iterable[ParsedBatch], schema: str) -> tuple[_N
     their data: then the batch's plays take the upsert, which handles both."""
     cur.execute("select user_id_sha256 from app.deleted_users")
     plays = _NewPlaysCsv(chunks, {h for (h,) in cur.fetchall()})
-    columns = ", ".join(f'"{c}"' for c, _ in stage_columns(contracts.PLAYS))
     cur.execute("savepoint new_plays")
     try:
-        cur.copy_expert(f"copy {schema}.{table_name(contracts.PLAYS)} ({columns}) from stdin with (format csv)",
-                        plays, size=1 << 20)
+        _copy(cur, f"{schema}.{table_name(contracts.PLAYS)}", [c for c, _ in stage_columns(contracts.PLAYS)], plays)
     except pg_errors.UniqueViolation:
         cur.execute("rollback to savepoint new_plays")
         return plays, False
