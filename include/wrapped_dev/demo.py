@@ -101,18 +101,28 @@ def _say(message: str) -> None:
 
 
 def _run_dag(client: AirflowClient, dag_id: str, timeout: float, conf: dict | None = None) -> str:
+    return _run_dags(client, dag_id, timeout, [conf])[0]
+
+
+def _run_dags(client: AirflowClient, dag_id: str, timeout: float, confs: list[dict | None]) -> list[str]:
+    """Trigger one run per conf, all at once (each waits in Airflow's queue, not for the one
+    before it), and wait until every one has succeeded."""
     # Unpaused only when its turn comes: unpausing also starts the DAG's own scheduled run,
     # which must not run (and fail, and hold max_active_runs) before its inputs exist.
     client.wait_for_dag(dag_id)
     client.unpause(dag_id)
-    run_id = client.trigger(dag_id, conf=conf)
-    _say(f"{dag_id}: triggered {run_id}")
-    state = client.wait_for_run(dag_id, run_id, timeout, on_progress=lambda s: _say(f"{dag_id}: {s}"))
-    if state != "success":
-        failed = "; ".join(client.failed_tasks(dag_id, run_id))
-        raise RuntimeError(f"{dag_id} run {run_id} ended {state}: {failed} "
-                           f"(see the task logs in the Airflow UI)")
-    return run_id
+    run_ids = [client.trigger(dag_id, conf=conf) for conf in confs]
+    for run_id in run_ids:
+        _say(f"{dag_id}: triggered {run_id}")
+    for run_id in run_ids:
+        label = dag_id if len(run_ids) == 1 else f"{dag_id} {run_id}"
+        state = client.wait_for_run(dag_id, run_id, timeout,
+                                    on_progress=lambda s, label=label: _say(f"{label}: {s}"))
+        if state != "success":
+            failed = "; ".join(client.failed_tasks(dag_id, run_id))
+            raise RuntimeError(f"{dag_id} run {run_id} ended {state}: {failed} "
+                               f"(see the task logs in the Airflow UI)")
+    return run_ids
 
 
 def _build_marts(client: AirflowClient, settings: Settings, timeout: float, rebuild: bool) -> None:
@@ -225,7 +235,8 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
 
     for user_id, folder in exports.items():
         _say(f"importing {user_id}'s privacy export ({EXPORT_DAYS} days) from {folder}")
-        _run_dag(client, "spotify_history_import", timeout, conf={"user_id": user_id, "path": str(folder)})
+    _run_dags(client, "spotify_history_import", timeout,
+              [{"user_id": user_id, "path": str(folder)} for user_id, folder in exports.items()])
     # One ingest run fetches the metadata of every exported track (the hourly default is a
     # bounded slice), so the first recap already counts the export's artists, albums and genres.
     _run_dag(client, "spotify_ingest", timeout, conf={"metadata_backfill_per_run": DEMO_BACKFILL_PER_RUN,
