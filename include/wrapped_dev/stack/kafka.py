@@ -290,8 +290,15 @@ def _topics_served(admin) -> bool:
 
 
 def stop(settings: Settings) -> bool:
-    """Stop every node (by process group); True if any was running."""
+    """Stop every node (by process group), all at once; True if any was running.
+
+    One after the other, the last node standing has lost its controller quorum: it cannot
+    finish a clean shutdown and waits out the timeout (30 s) before it is killed."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from weekly_wrapped.streaming import process
 
-    stopped = [process.stop(node.service, timeout=30) for node in nodes(settings)]
+    all_nodes = nodes(settings)
+    with ThreadPoolExecutor(len(all_nodes)) as pool:
+        stopped = list(pool.map(lambda node: process.stop(node.service, timeout=30), all_nodes))
     return any(stopped)
