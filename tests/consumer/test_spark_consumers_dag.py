@@ -80,7 +80,7 @@ def test_dag_restarts_a_dead_consumer_and_announces_new_plays_once(
         _, since = supervisor.plays_committed_since(dsn, None)
         outcome = {}
         watcher = threading.Thread(target=lambda: outcome.update(
-            state=supervisor.supervise(private.consumer, run_seconds=40)))
+            state=supervisor.supervise(private.consumer, run_seconds=20)))
         watcher.start()
         time.sleep(1)
         os.killpg(restarted.pid, signal.SIGKILL)
