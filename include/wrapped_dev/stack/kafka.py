@@ -276,8 +276,11 @@ def create_topics(bootstrap: str, replication: int | None = None) -> None:
     ]
     for topic, future in (admin.create_topics(wanted) if wanted else {}).items():
         future.result()
-    # Created is not yet served: the brokers learn of a topic, and elect its leaders, a moment later.
-    wait_until(lambda: _topics_served(admin), "the topics' partition leaders", 60)
+    # Created is not yet served: the brokers learn of a topic, and elect its leaders, a moment
+    # later, each in its own time. Asked through one address, the client asks that broker first.
+    for address in bootstrap.split(","):
+        one = AdminClient(_admin_config(address))
+        wait_until(lambda: _topics_served(one), f"the topics' partition leaders (as {address} serves them)", 60)
 
 
 def _topics_served(admin) -> bool:
