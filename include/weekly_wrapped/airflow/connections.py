@@ -13,9 +13,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from weekly_wrapped.spotify.client import SpotifyApp
-from weekly_wrapped.streaming.supervisor import ConsumerConfig, standby_by_default
+if TYPE_CHECKING:
+    from weekly_wrapped.spotify.client import SpotifyApp
+    from weekly_wrapped.streaming.supervisor import ConsumerConfig
 
 WAREHOUSE_CONN_ID = "postgres_default"
 KAFKA_CONN_ID = "kafka_default"
@@ -106,6 +108,10 @@ def kafka_config(conn_id: str = KAFKA_CONN_ID) -> dict:
 def spotify_app(conn_id: str = SPOTIFY_CONN_ID) -> SpotifyApp:
     """The Spotify app: client id/secret as login/password; extra `api_base`, `accounts_base`
     (unset: the real Spotify) and `redirect_uri` (the onboarding page's callback)."""
+    # Imported here, as the supervisor below: every dbt_build task parses a DAG that imports this
+    # module (for VARIABLE_DEFAULTS), and spotipy (with redis) alone took 0.4 s of each parse.
+    from weekly_wrapped.spotify.client import SpotifyApp
+
     c = _connection(conn_id)
     extra = c.extra_dejson
     return SpotifyApp(c.login, c.password, extra.get("api_base"), extra.get("accounts_base"),
@@ -148,6 +154,8 @@ def musicbrainz_config(conn_id: str = MUSICBRAINZ_CONN_ID):
 def consumer_config() -> ConsumerConfig:
     """The streaming consumer: Spark master and work folder from `spark_default` (host, port,
     extra `work_dir`, `driver_memory`, `standby`), plus the warehouse and the Kafka brokers."""
+    from weekly_wrapped.streaming.supervisor import ConsumerConfig, standby_by_default
+
     c = _connection(SPARK_CONN_ID)
     extra = c.extra_dejson
     master = f"{c.host}:{c.port}" if c.port else c.host
