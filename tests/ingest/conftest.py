@@ -8,6 +8,7 @@ run next to the demo and the other areas' tests on the one shared stack.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import uuid
@@ -79,6 +80,11 @@ class IngestEnv:
         user = self.fake.users[user_id]
         return {(user_id, p.played_at_ms, p.track_id) for p in dl.plays_between(self.fake.seed, user, after_ms, now_ms)}
 
+    def served(self, user_id: str, after_ms: int, now_ms: int) -> set[tuple]:
+        """The natural keys of what Spotify still lists after `after_ms` at `now_ms`: its last 50 plays, bursts too."""
+        return {(user_id, p.played_at_ms, p.track_id) for p in self.fake.history(user_id, now_ms)
+                if p.played_at_ms > after_ms}
+
 
 @pytest.fixture
 def make_ingest_env(postgres, kafka, settings):
@@ -87,8 +93,12 @@ def make_ingest_env(postgres, kafka, settings):
     cleanups = []
 
     def make(n_users: int = 3, **overrides) -> IngestEnv:
-        prefix = f"t{uuid.uuid4().hex[:8]}-"
-        seed = random.randrange(1_000, 10**9)
+        # The seed and the user ids decide what each listener played. A failure prints both
+        # (captured stdout); WRAPPED_TEST_FAKE="<seed> <prefix>" replays them.
+        replay = os.environ.get("WRAPPED_TEST_FAKE", "").split()
+        seed = int(replay[0]) if replay else random.randrange(1_000, 10**9)
+        prefix = replay[1] if replay else f"t{uuid.uuid4().hex[:8]}-"
+        print(f'fake Spotify: WRAPPED_TEST_FAKE="{seed} {prefix}"')
         fake = FakeSpotify(seed=seed, n_users=n_users, now=parse_instant(FROZEN_NOW), user_prefix=prefix)
         server = make_server(0, fake=fake)
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -104,7 +104,11 @@ def test_cursor_does_not_move_when_kafka_does_not_acknowledge(ingest_env):
     outcomes = env.run([ana])
     assert outcomes[ana].outcome == "ok" and outcomes[ana].plays > 0
     keys = set(env.natural_keys(env.consume(contracts.PLAYS_TOPIC)))
-    assert env.truth(ana, cursor, NOW + 2 * HOUR) <= keys
+    assert env.served(ana, cursor, NOW + 2 * HOUR) <= keys
+    # A busy listener's two hours and the burst can be more than Spotify's window of 50
+    # (about 1 seed in 250): the oldest plays are then out of reach, and the poll says so.
+    out_of_reach = env.truth(ana, cursor, NOW + 2 * HOUR) - keys
+    assert not out_of_reach or outcomes[ana].gap
     assert env.cursor(ana) > cursor
 
 
