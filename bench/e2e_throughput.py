@@ -28,8 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg2  # noqa: E402
-
 from support.consumer_bench import (  # noqa: E402
     fresh_tables,
     keyed_copy_seconds,
@@ -43,6 +41,7 @@ from weekly_wrapped import contracts
 from weekly_wrapped.streaming import supervisor  # noqa: E402
 from wrapped_dev.config import load_settings  # noqa: E402
 from weekly_wrapped.ingest.producer import StreamProducer  # noqa: E402
+from tests.support.postgres import sql  # noqa: E402 (support.consumer_bench put the repository on sys.path)
 
 TARGET = 0.5
 # The stack's consumer runs for days: measure it warm (JIT-compiled), as it is after its first minutes.
@@ -80,7 +79,9 @@ def main(argv=None) -> int:
         with private_schema(settings.warehouse_dsn) as (conn, schema):
             floors = [floor_seconds(conn, schema, plays)]
             for r in range(args.rounds):
-                empty_raw_plays(dsn)  # as the floor's table: each round from the same start
+                # Each round from an empty raw.plays, as its floor's COPY: into a growing table
+                # the rounds took longer and longer (10.8, 11.7, 12.9 s).
+                sql(dsn, "truncate raw.plays")  # the consumer is idle: everything produced is committed
                 e2e_s = end_to_end_seconds(producer, dsn, first=r * n, n=n, committed_before=WARMUP + r * n)
                 floors.append(floor_seconds(conn, schema, plays))
                 copy_s = (floors[-2] + floors[-1]) / 2
@@ -108,16 +109,6 @@ def end_to_end_seconds(producer: StreamProducer, dsn: str, first: int, n: int, c
     return finished - started
 
 
-def empty_raw_plays(dsn: str) -> None:
-    """Empty the bench database's raw.plays (the consumer is idle: everything produced is committed).
-    Without it each round wrote into a bigger table and took longer: 10.8, 11.7, 12.9 s."""
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("truncate raw.plays")
-    conn.close()
-
-
 def floor_seconds(conn, schema: str, plays) -> float:
     """One keyed COPY of the plays into fresh tables (a checkpoint beside it can slow it: hence the rounds)."""
     fresh_tables(conn, schema)
@@ -125,11 +116,8 @@ def floor_seconds(conn, schema: str, plays) -> float:
 
 
 def report_batches(bench, dsn: str) -> None:
-    conn = psycopg2.connect(dsn)
-    with conn.cursor() as cur:
-        cur.execute("select count(*), max(duration_ms), round(avg(input_rows)) from ops.consumer_batches")
-        batches, slowest, avg_rows = cur.fetchone()
-    conn.close()
+    [(batches, slowest, avg_rows)] = sql(
+        dsn, "select count(*), max(duration_ms), round(avg(input_rows)) from ops.consumer_batches")
     print(f"{batches} batches, {avg_rows} messages each on average, slowest {slowest} ms")
     for line in supervisor.log_tail(bench.consumer, 20).splitlines():
         if " batch " in line:  # the last batches: the measured ones
