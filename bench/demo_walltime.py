@@ -80,7 +80,7 @@ def timed(argv: list[str], cwd: Path, env: dict, marker: str) -> tuple[float, fl
     return elapsed, peak, result.returncode
 
 
-def cold() -> tuple[float, float, int]:
+def cold(keep: bool = False) -> tuple[float, float, int]:
     folder = Path(tempfile.mkdtemp(prefix="wrapped-cold-"))
     clone = folder / "weekly-wrapped"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WRAPPED_", "AIRFLOW", "VIRTUAL_ENV"))}
@@ -94,17 +94,23 @@ def cold() -> tuple[float, float, int]:
         return clone_s + elapsed, peak, code
     finally:
         wrapped = clone / ".local" / "venv" / "bin" / "wrapped"
-        if wrapped.exists():
+        if keep:
+            ports = " ".join(f"{name}={env[name]}" for name in PORT_VARIABLES)
+            print(f"kept: {clone}; its stack is up. Stop it: cd {clone} && {ports} make down")
+        elif wrapped.exists():
             subprocess.run([str(wrapped), "down"], cwd=clone, env=env, stdout=subprocess.DEVNULL, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="from a fresh clone: install, start, demo")
+    parser.add_argument("--keep", action="store_true",
+                        help="with --cold: leave the clone and its stack up afterwards, to look at its runs")
     args = parser.parse_args()
     if args.cold:
-        elapsed, peak, code = cold()
+        elapsed, peak, code = cold(args.keep)
         target = COLD_TARGET_S
     else:
         settings = load_settings()

@@ -29,12 +29,14 @@ fi
 # Use the system trust store (a TLS-intercepting proxy may sign the registry's certificates).
 export UV_NATIVE_TLS=1
 python=${PYTHON:-python3}
-if ! command -v uv >/dev/null 2>&1 && [ ! -x "$state/tools/bin/uv" ]; then
-  say "installing uv (fast Python installer) into $state/tools"
-  "$python" -m venv "$state/tools"
-  "$state/tools/bin/pip" install -q uv
+# uv goes where the machine keeps our other caches (the Spark jars), so every clone shares it.
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/weekly-wrapped/tools
+if ! command -v uv >/dev/null 2>&1 && [ ! -x "$tools/bin/uv" ]; then
+  say "installing uv (fast Python installer) into $tools"
+  "$python" -m venv "$tools"
+  "$tools/bin/pip" install -q uv
 fi
-uv=$(command -v uv || echo "$state/tools/bin/uv")
+uv=$(command -v uv || echo "$tools/bin/uv")
 
 # A venv is rebuilt only when its requirements file (or how we install) changed.
 # Bytecode is compiled at install: every Airflow task and every dbt call is a new Python
@@ -47,7 +49,11 @@ install_venv() {  # venv_dir requirements_file [extra uv args...]
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   say "installing $(basename "$venv") from $(basename "$reqs")"
   [ -x "$venv/bin/python" ] || "$uv" venv -q -p "$python" "$venv"
-  "$uv" pip install -q -p "$venv/bin/python" -r "$reqs" "$@"
+  # From uv's cache alone when it holds everything (a second clone: under a second), else from the
+  # registry. Online, uv asks the registry about every package again, and pyspark, published only
+  # as a source archive, is downloaded and built again whenever the registry's answer looks new.
+  "$uv" pip install -q --offline -p "$venv/bin/python" -r "$reqs" "$@" 2>/dev/null ||
+    "$uv" pip install -q -p "$venv/bin/python" -r "$reqs" "$@"
   "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
   echo "$want" > "$stamp"
 }
