@@ -5,8 +5,10 @@ is rendered by astronomer-cosmos in its watcher mode: `dbt.dbt_producer_watcher`
 `dbt build` against the warehouse of the `postgres_default` connection (dbt in its own
 virtualenv), and one task per model (`dbt.<model>.run`) and per model's tests
 (`dbt.<model>.test`) follows it in dbt's dependency order, failing when its model or tests
-failed; a failing test skips what is built on it, as in `dbt build`. When every model and
-test passed, `marts_built` marks MARTS_WRAPPED updated for the weekly recap.
+failed; a failing test skips what is built on it, as in `dbt build`. Once that build passed
+(every model and test: dbt exits 0 only then), `marts_built` marks MARTS_WRAPPED updated for
+the weekly recap; it does not wait for the watchers to finish mirroring the build, which
+takes them another 15 s or so, one dependency level after the other.
 
 Param `full_refresh` rebuilds the incremental `fct_plays` from scratch (`--full-refresh`).
 How the DAG parses without dbt or a database: `weekly_wrapped.marts.cosmos_config`.
@@ -21,7 +23,7 @@ from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
-from weekly_wrapped.marts.cosmos_config import dbt_task_group
+from weekly_wrapped.marts.cosmos_config import PRODUCER_TASK_ID, dbt_task_group
 
 DAG_ID = Path(__file__).stem
 
@@ -55,7 +57,7 @@ def dbt_build():
         outlet_events[MARTS_WRAPPED].extra = extra
         return extra
 
-    models_and_tests >> marts_built()
+    models_and_tests.children[f"{models_and_tests.group_id}.{PRODUCER_TASK_ID}"] >> marts_built()
 
 
 dbt_build()

@@ -13,6 +13,9 @@ import urllib.request
 from typing import Any
 
 FINISHED = {"success", "failed"}
+TASK_ENDED = {"success", "failed", "skipped", "upstream_failed", "removed"}
+# How often the waits below ask: a run or task that ended is noticed within this.
+POLL_S = 0.5
 
 
 class AirflowError(RuntimeError):
@@ -62,7 +65,7 @@ class AirflowClient:
             except AirflowError as e:
                 if "404" not in str(e) or time.monotonic() > deadline:
                     raise
-            time.sleep(2)
+            time.sleep(POLL_S)
 
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/dags/{dag_id}?update_mask=is_paused", {"is_paused": False})
@@ -88,7 +91,7 @@ class AirflowClient:
             new = [r["dag_run_id"] for r in self.runs(dag_id) if r["dag_run_id"] not in known]
             if new:
                 return new[0]
-            time.sleep(2)
+            time.sleep(POLL_S)
         return None
 
     def run_state(self, dag_id: str, run_id: str) -> str:
@@ -109,8 +112,28 @@ class AirflowClient:
             last = state
             if state in FINISHED:
                 return state
-            time.sleep(1)
+            time.sleep(POLL_S)
         raise AirflowError(f"{dag_id} run {run_id} still {last} after {timeout:.0f}s")
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        quoted = urllib.parse.quote(run_id, safe="")
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}")["state"]
+
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, timeout: float = 600, on_progress=None) -> str:
+        """The state of one task of a run once it has ended (or its run ended without it)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            state = self.task_state(dag_id, run_id, task_id)
+            if on_progress and state != last:
+                on_progress(state)
+            last = state
+            if state in TASK_ENDED:
+                return state
+            if self.run_state(dag_id, run_id) in FINISHED:
+                return str(state)
+            time.sleep(POLL_S)
+        raise AirflowError(f"{dag_id} run {run_id}: {task_id} still {last} after {timeout:.0f}s")
 
     def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
         return [f"{t['task_id']}[{t.get('map_index', -1)}]: {t['state']}"

@@ -190,7 +190,7 @@ def load_settings() -> Settings:
         # seconds, not minutes. Against the real Spotify, the product's default (10 a second).
         # The Variable's own name, so a `.env` line AIRFLOW_VAR_WRAPPED_SPOTIFY_RPS=5 still wins.
         spotify_rps=float(_env("AIRFLOW_VAR_WRAPPED_SPOTIFY_RPS",
-                               "100" if spotify_api_base == fake_spotify_api else "10")),
+                               "400" if spotify_api_base == fake_spotify_api else "10")),
         fake_spotify_port=fake_spotify_port,
         gemini_base_url=_env("GEMINI_BASE_URL", f"http://127.0.0.1:{fake_gemini_port}"),
         gemini_api_key=_env("GEMINI_API_KEY", "demo-gemini-key"),

@@ -177,3 +177,20 @@ def test_waiting_for_lock_reads_only_blocked_waiters_of_our_lock_file(config, tm
     finally:
         os.close(holder)
     assert not supervisor._waiting_for_lock(config, 1)
+
+
+def settling(lag, heartbeat_age_s):
+    return supervisor.Status(True, 1, None, None, heartbeat_age_s, lag)
+
+
+@pytest.mark.parametrize(("uptime", "lag", "heartbeat_age_s", "settled"), [
+    (10, 0, None, False),       # Spark is still starting
+    (30, 12000, None, False),   # its first batch is still running: no second JVM beside it
+    (30, 12000, 400.0, False),  # the heartbeat is a predecessor's
+    (30, 800, 2.0, True),       # through a batch of its own
+    (30, 0, None, True),        # caught up
+    (30, None, None, False),    # Kafka unreachable: nothing known yet
+    (supervisor.SETTLE_LIMIT_SECONDS, 12000, None, True),  # a long first batch still gets its standby
+])
+def test_a_standby_waits_until_the_consumer_has_settled(uptime, lag, heartbeat_age_s, settled):
+    assert supervisor.has_settled(settling(lag, heartbeat_age_s), uptime) is settled

@@ -1,6 +1,6 @@
 """The dbt_build DAG: cosmos's watcher mode runs one `dbt build` (the producer task) and
 renders one task per model and per model's tests that follows it; it runs on RAW_PLAYS and
-announces MARTS_WRAPPED at the end. That it builds the marts for real through Airflow is the
+announces MARTS_WRAPPED once the build passed. That it builds the marts for real through Airflow is the
 end-to-end test's part (tests/platform/test_end_to_end.py)."""
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def test_schedule_assets_and_policy(dag):
     [end] = [task for task in dag.tasks if task.outlets]
     assert end.task_id == "marts_built" and end.outlets == [MARTS_WRAPPED]
     assert end.downstream_task_ids == set()
-    # everything dbt does comes before the marts are announced
-    assert {t.task_id for t in dag.tasks} - {end.task_id} == set(end.get_flat_relative_ids(upstream=True))
+    # announced once the one `dbt build` passed (dbt exits 0 only when every model and test
+    # did), not after the watchers mirrored it in the UI
+    assert end.upstream_task_ids == {"dbt.dbt_producer_watcher"}
     assert dag.params["full_refresh"] is False
 
 

@@ -56,6 +56,9 @@ from weekly_wrapped.marts.manifest import RENDER_MANIFEST
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 DBT_PROFILE_NAME = "weekly_wrapped"
+# The task that runs the one `dbt build` in watcher mode (cosmos.constants.PRODUCER_WATCHER_TASK_ID;
+# cosmos is imported only inside dbt_task_group).
+PRODUCER_TASK_ID = "dbt_producer_watcher"
 WAREHOUSE_CONN_ID = "postgres_default"  # = weekly_wrapped.airflow.connections.WAREHOUSE_CONN_ID
 # Where dbt's log file goes: an Airflow Variable, read by the task (a Jinja template), not here.
 ARTIFACTS_VARIABLE = "wrapped_dbt_artifacts_dir"

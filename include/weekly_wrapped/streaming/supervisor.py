@@ -14,10 +14,10 @@ start time in /proc and the exact command line it recorded). Check-and-start and
 under a second lock (`spark-consumer.supervisor.lock`), so two supervisors at once (two DAG
 runs, the DAG and `wrapped consumer start`) start one consumer.
 
-A standby (`ConsumerConfig.standby`, started by `supervise` once the consumer has settled) is
-the same job with `--standby`: its Spark is up and it blocks on that lock, so when the consumer
-dies the kernel hands the lock to the standby at once and it resumes from the checkpoint without
-a JVM start. The next check records the death, makes the standby the consumer, and starts a new
+A standby (`ConsumerConfig.standby`, started by `supervise` once the consumer has settled, see
+`has_settled`) is the same job with `--standby`: its Spark is up and it blocks on that lock, so
+when the consumer dies the kernel hands the lock to the standby at once and it resumes from the
+checkpoint without a JVM start. The next check records the death, makes the standby the consumer, and starts a new
 standby once that one has settled. The state file names both (pid, start time, command line).
 
 Health comes from Postgres and Kafka, not from the process: the heartbeat is the
@@ -54,6 +54,8 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
+# A consumer still in its first batch after this long (a long backlog) gets its standby anyway.
+SETTLE_LIMIT_SECONDS = 120
 # A consumer with lag that commits nothing for this long (after a grace re-check) is stalled.
 STALL_SECONDS = 90
 # ... but its first batch after a start reads the whole backlog (all that came while it was
@@ -602,6 +604,17 @@ def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]
     return int(plays), newest.isoformat() if newest else since
 
 
+def has_settled(current: Status, uptime: float) -> bool:
+    """Whether the consumer is past its start, so a standby's JVM may start beside it: up for
+    SETTLE_SECONDS and either caught up or through a batch of its own. Its first batch, on a cold
+    JVM, can take 20 s on two cores; a second JVM starting then slows it (and what waits for it)
+    further. Up for SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
+    if uptime < SETTLE_SECONDS:
+        return False
+    batch_of_its_own = current.heartbeat_age_s is not None and current.heartbeat_age_s < uptime
+    return current.lag == 0 or batch_of_its_own or uptime >= SETTLE_LIMIT_SECONDS
+
+
 def _uptime(config: ConsumerConfig) -> float:
     try:
         return time.time() - service(config).pid_file.stat().st_mtime
@@ -720,7 +733,7 @@ def supervise(config: ConsumerConfig, run_seconds: float, check_every: float = C
     began = time.monotonic()
     while True:
         current = ensure_running(config, stall_seconds=stall_seconds, settle_seconds=0)
-        if config.standby and current.running and current.standby_pid is None and _uptime(config) >= SETTLE_SECONDS:
+        if config.standby and current.running and current.standby_pid is None and has_settled(current, _uptime(config)):
             start_standby(config)
         if time.monotonic() - began >= run_seconds:
             return current
