@@ -267,7 +267,18 @@ def test_the_text_part_carries_what_the_pictures_show():
     _, text = both(make_row())
     assert "Listening clock: busiest hours Friday 9:00 PM (42 min)" in text
     assert "Minutes per day: Monday 19 min, Tuesday 20 min, Wednesday 1 h 28 min" in text
-    assert "Top artists by minutes: 1. Björk (1 h 21 min), 2. Massive Attack (1 h 10 min)" in text
+    assert "Top artists by plays, with minutes listened: 1. Björk (1 h 21 min), 2. Massive Attack (1 h 10 min)" in text
+
+
+def test_the_top_artists_picture_keeps_the_rank_by_plays_and_says_so():
+    """Ranked by plays, the fifth artist may have listened longer than the fourth: a picture
+    titled "by minutes" would then look wrong to the reader (it did in the demo's e-mail)."""
+    artists = [{"rank": i + 1, "id": f"a{i}", "name": name, "artists": None, "plays": plays, "minutes": minutes,
+                "image_url": None, "spotify_url": None}
+               for i, (name, plays, minutes) in enumerate([("Zeno", 12, 27.0), ("The Paper Midnights", 10, 30.0)])]
+    _, text = both(make_row(top_artists=artists))
+    assert "Top artists by plays, with minutes listened: 1. Zeno (27 min), 2. The Paper Midnights (30 min)." in text
+    assert "by minutes" not in text
 
 
 def test_no_previous_week():
