@@ -34,10 +34,7 @@ def _step(label: str, action: Callable[[], object]) -> object:
     return result
 
 
-def up(settings: Settings, with_airflow: bool = True, consumer_early: bool = False) -> None:
-    """Start the stack. `consumer_early` (the demo) also starts the Spark consumer before Airflow,
-    so its JVM (20 s on two cores) starts while Airflow does; the spark_consumers DAG supervises it
-    once unpaused, as it would one it started itself."""
+def up(settings: Settings, with_airflow: bool = True) -> None:
     from weekly_wrapped import db
     from weekly_wrapped.streaming.jars import ensure_spark_jars
     from wrapped_dev.stack import airflow, fakes, kafka, postgres, secrets
@@ -56,10 +53,6 @@ def up(settings: Settings, with_airflow: bool = True, consumer_early: bool = Fal
 
         _step(f"Spark master on {spark.master_url(settings)} (UI :{settings.spark_master_ui_port}), a worker "
               f"({settings.spark_worker_cores} cores, {settings.spark_worker_memory})", lambda: spark.start(settings))
-    if consumer_early:
-        from weekly_wrapped.streaming import supervisor
-
-        _step("Spark consumer (starting in the background)", lambda: supervisor.start(settings.consumer))
     _step("fake Spotify, fake Gemini, SMTP sink", lambda: fakes.start(settings))
     if with_airflow:
         _step(f"Airflow (api-server on :{settings.airflow_port}, scheduler, dag-processor, triggerer)",
@@ -273,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from wrapped_dev.demo import run_demo
 
-        up(settings, consumer_early=True)
+        up(settings)
         return run_demo(settings, timeout=args.timeout)
     return 2
 
