@@ -3,8 +3,8 @@
 `dbt_task_group()` renders cosmos's watcher execution mode (ExecutionMode.WATCHER): one
 task, `dbt_producer_watcher`, runs a single `dbt build` of the whole project (dbt's own
 threads, dbt's own rule that a failing test skips what is built on it), and one watcher task
-per model (`<model>.run`) and per model's tests (`<model>.test`: its data tests, its unit
-tests and the `relationships` tests that involve it) follows that build's progress, so each
+per model (`<model>.run`) and per model's tests (`<model>.test`: its data tests and the
+`relationships` tests that involve it) follows that build's progress, so each
 model and test is visible and timed in the UI, in dbt's dependency order
 (TestBehavior.AFTER_EACH). A watcher fails when its model or tests failed; on retry (or a
 clear from the UI) it runs dbt for its own model. One `dbt build` instead of a dbt process
@@ -165,6 +165,10 @@ def dbt_task_group(
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
+            # dbt's unit tests check the models' logic on fixed inputs: they run in `make test`
+            # (tests/dbt builds the project with them), not in every production build, as dbt
+            # advises. Here they were 29 of the build's 247 nodes and among its slowest.
+            exclude=["resource_type:unit_test"],
             test_behavior=TestBehavior.AFTER_EACH,
             should_detach_multiple_parents_tests=False,
             emit_datasets=False,  # the DAG announces the one asset others read, MARTS_WRAPPED
