@@ -75,6 +75,14 @@ def test_one_build_and_one_task_per_model_and_per_models_tests(dag):
     assert any(t.startswith("test.weekly_wrapped.relationships_wrapped_weekly_user_id") for t in watched)
 
 
+def test_the_production_build_leaves_the_unit_tests_to_make_test(dag):
+    """dbt's unit tests check the models' logic on fixed inputs: tests/dbt runs them
+    (test_wrapped_weekly), every hourly build need not; its command excludes them."""
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert producer.exclude == "resource_type:unit_test"
+    assert not [t for ts in producer.tests_per_model.values() for t in ts if t.startswith("unit_test.")]
+
+
 def test_watchers_poke_in_their_slot_rather_than_defer(dag):
     """A trigger that fires at once can get a deferred task failed (apache/airflow#72716)."""
     watchers = [t for t in dag.tasks if t.task_id.endswith((".run", ".test"))]
