@@ -2,7 +2,8 @@
 
 Into a throwaway database on the running stack's Postgres: `wrapped generate` history
 (default 10M plays of 1,000 listeners over two years, ending an hour before this hour),
-a full `dbt build` (models, data tests, unit tests: what the dbt_build DAG runs), then one
+a full `dbt build` (models, data tests and unit tests: the dbt_build DAG leaves the unit
+tests out, a fixed cost of both builds), then one
 more hour of plays at the history's average rate, loaded now, and the same `dbt build`
 again (incremental models pick up only what is new). Target: ratio <= 0.1.
 Between the two builds, `vacuum analyze` (untimed): in the hour between two hourly builds
