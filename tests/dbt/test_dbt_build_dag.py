@@ -83,6 +83,24 @@ def test_the_production_build_leaves_the_unit_tests_to_make_test(dag):
     assert not [t for ts in producer.tests_per_model.values() for t in ts if t.startswith("unit_test.")]
 
 
+def test_every_dbt_task_gives_way_on_the_cpu_before_it_runs(dag):
+    """A build is batch work: the streaming consumer on the same machine goes first."""
+    import subprocess
+    import sys
+
+    from weekly_wrapped.marts.cosmos_config import DBT_NICENESS, give_way_on_the_cpu
+
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.") and not t.task_id.endswith("_done")]
+    assert len(dbt_tasks) == 2 * len(_models()) + 1
+    assert all(t._pre_execute_hook is give_way_on_the_cpu for t in dbt_tasks)
+    # In a process of its own: the hook lowers the priority of the process that calls it (and of dbt, its child).
+    niceness = subprocess.run(
+        [sys.executable, "-c", "import os; from weekly_wrapped.marts.cosmos_config import give_way_on_the_cpu; "
+                               "before = os.nice(0); give_way_on_the_cpu(); print(os.nice(0) - before)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert niceness == str(DBT_NICENESS)
+
+
 def test_watchers_poke_in_their_slot_rather_than_defer(dag):
     """A trigger that fires at once can get a deferred task failed (apache/airflow#72716)."""
     watchers = [t for t in dag.tasks if t.task_id.endswith((".run", ".test"))]
