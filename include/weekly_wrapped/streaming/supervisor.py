@@ -17,8 +17,9 @@ runs, the DAG and `wrapped consumer start`) start one consumer.
 A standby (`ConsumerConfig.standby`, started by `supervise` once the consumer has settled, see
 `has_settled`) is the same job with `--standby`: its Spark is up and it blocks on that lock, so
 when the consumer dies the kernel hands the lock to the standby at once and it resumes from the
-checkpoint without a JVM start. The next check records the death, makes the standby the consumer, and starts a new
-standby once that one has settled. The state file names both (pid, start time, command line).
+checkpoint without a JVM start. The next check records the death, makes the standby the consumer,
+and starts a new standby once that one has settled. The state file names both (pid, start time,
+command line).
 
 Health comes from Postgres and Kafka, not from the process: the heartbeat is the
 newest `ops.consumer_batches` row of the query in our checkpoint, and the lag is
