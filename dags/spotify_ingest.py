@@ -24,7 +24,8 @@ overrides it for one run), each name pair once; see `weekly_wrapped.ingest.track
 Alongside, `fill_genres` gives artists that Spotify gave no genres their genres from MusicBrainz's
 tags, when the installation enables it (Variable `wrapped_musicbrainz_genres`, default false: it
 sends artist names to MusicBrainz), at most `wrapped_musicbrainz_genres_per_run` artists (default
-120; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second, each
+120; param `musicbrainz_genres_per_run` overrides it for one run) at one request a second
+(`musicbrainz_default`'s `requests_per_second`: more only for a mirror of one's own), each
 artist once; see `weekly_wrapped.ingest.genres`. Skipped when not enabled.
 
 Before the batches, `rotate_token_keys` refuses published demo secrets outside demo mode and, when

@@ -70,6 +70,7 @@ class Settings:
     fake_gemini_port: int
     musicbrainz_base_url: str
     musicbrainz_contact: str
+    musicbrainz_rps: float
     musicbrainz_genres: bool
     fake_musicbrainz_port: int
     spotify_redirect_uri: str
@@ -164,6 +165,8 @@ def load_settings() -> Settings:
     spark_cluster = _env("WRAPPED_SPARK_CLUSTER", "false") == "true"
     spark_master_port = int(_env("WRAPPED_SPARK_MASTER_PORT", "7077"))
     spotify_api_base = _env("SPOTIFY_API_BASE", fake_spotify_api)
+    fake_musicbrainz_api = f"http://127.0.0.1:{fake_musicbrainz_port}/ws/2/"
+    musicbrainz_base_url = _env("MUSICBRAINZ_BASE_URL", fake_musicbrainz_api)
     from weekly_wrapped.streaming.supervisor import standby_by_default
 
     # With the stack's own Spark cluster, the consumer runs on it; WRAPPED_SPARK_MASTER still wins.
@@ -196,8 +199,11 @@ def load_settings() -> Settings:
         gemini_api_key=_env("GEMINI_API_KEY", "demo-gemini-key"),
         gemini_model=_env("GEMINI_MODEL", "gemini-2.5-flash"),
         fake_gemini_port=fake_gemini_port,
-        musicbrainz_base_url=_env("MUSICBRAINZ_BASE_URL", f"http://127.0.0.1:{fake_musicbrainz_port}/ws/2/"),
+        musicbrainz_base_url=musicbrainz_base_url,
         musicbrainz_contact=_env("MUSICBRAINZ_CONTACT", "wrapped@localhost"),
+        # The fake has no limit, as a mirror of one's own: asked 50 a second, the demo's genres take
+        # a few seconds, not minutes. musicbrainz.org allows one a second to every application.
+        musicbrainz_rps=float(_env("MUSICBRAINZ_RPS", "50" if musicbrainz_base_url == fake_musicbrainz_api else "1")),
         # On for the local stack (its MusicBrainz is the fake); the product's default is off.
         musicbrainz_genres=_env("WRAPPED_MUSICBRAINZ_GENRES", "true") == "true",
         fake_musicbrainz_port=fake_musicbrainz_port,

@@ -125,6 +125,38 @@ def test_the_client_spaces_its_requests_a_second_apart_with_its_user_agent(fake)
     assert [a["count"] for a in answers] == [1, 1, 0]
 
 
+def test_a_mirror_of_ones_own_is_asked_at_the_rate_the_connection_sets(monkeypatch):
+    import json
+
+    from weekly_wrapped.airflow import connections
+
+    monkeypatch.setenv("AIRFLOW_CONN_MUSICBRAINZ_DEFAULT", json.dumps(
+        {"conn_type": "http", "extra": {"base_url": "http://mirror.test/ws/2/", "contact": "ops@home.test"}}))
+    assert connections.musicbrainz_config().requests_per_second == 1  # musicbrainz.org's rule unless told
+    monkeypatch.setenv("AIRFLOW_CONN_MUSICBRAINZ_DEFAULT", json.dumps(
+        {"conn_type": "http", "extra": {"base_url": "http://mirror.test/ws/2/", "contact": "ops@home.test",
+                                        "requests_per_second": 20}}))
+    config = connections.musicbrainz_config()
+    assert config == genres.MusicBrainzConfig("http://mirror.test/ws/2/", "ops@home.test", 20.0)
+
+    server = fake_mb.make_server(artists=ARTISTS, min_interval_s=1 / 20)  # 503 to anything faster than 20/s
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # Asked 10 a second: spaced 105 ms, far enough apart for any jitter.
+        mirror = genres.MusicBrainzConfig(f"http://127.0.0.1:{server.server_port}/ws/2/", "ops@home.test", 10)
+        mb = genres.MusicBrainzClient(mirror)
+        started = time.monotonic()
+        for _ in range(6):
+            mb.search_artist("Queen")
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.state.stats()["by_status"] == {"200": 6}  # never faster than the mirror allows
+    assert elapsed >= 5 * genres.SPACING_SLACK / 10 - 0.02
+    assert mb.limiter.interval == pytest.approx(genres.SPACING_SLACK / 10)  # not musicbrainz.org's second
+
+
 def test_a_503_is_waited_out_and_the_request_tried_again(fake):
     server, base = fake
     # Someone else's request a moment before ours: the fake sees two requests within a second.

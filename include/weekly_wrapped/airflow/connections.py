@@ -140,15 +140,17 @@ def smtp_from(conn_id: str = SMTP_CONN_ID) -> str:
 
 
 def musicbrainz_config(conn_id: str = MUSICBRAINZ_CONN_ID):
-    """MusicBrainz's web service: extra `base_url` (unset: musicbrainz.org) and `contact` (an e-mail
-    or URL for the User-Agent MusicBrainz requires; unset: the recap's From address)."""
+    """MusicBrainz's web service: extra `base_url` (unset: musicbrainz.org), `contact` (an e-mail
+    or URL for the User-Agent MusicBrainz requires; unset: the recap's From address) and
+    `requests_per_second` (unset: 1, musicbrainz.org's rule; raise it only for a mirror of your own)."""
     from email.utils import parseaddr
 
-    from weekly_wrapped.ingest.genres import DEFAULT_BASE_URL, MusicBrainzConfig
+    from weekly_wrapped.ingest.genres import DEFAULT_BASE_URL, REQUESTS_PER_SECOND, MusicBrainzConfig
 
     extra = _connection(conn_id).extra_dejson
     contact = extra.get("contact") or parseaddr(smtp_from())[1]
-    return MusicBrainzConfig(extra.get("base_url") or DEFAULT_BASE_URL, contact)
+    rate = float(extra.get("requests_per_second") or REQUESTS_PER_SECOND)
+    return MusicBrainzConfig(extra.get("base_url") or DEFAULT_BASE_URL, contact, rate)
 
 
 def consumer_config() -> ConsumerConfig:

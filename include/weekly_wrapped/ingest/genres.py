@@ -15,7 +15,9 @@ known one, whom a listener is likelier to play. Its tags that are MusicBrainz ge
 most votes first, at most MAX_GENRES, become the artist's genres.
 
 MusicBrainz allows one request per second per application, with a User-Agent that names it and a
-contact, and answers a faster caller 503. Requests are spaced at least a second apart; a 503 waits
+contact, and answers a faster caller 503. Requests are spaced at least a second apart (a little
+more); an installation with its own MusicBrainz mirror, which has no such limit, may ask for more
+(the connection's `requests_per_second`). A 503 waits
 (its Retry-After, else a few seconds) and tries again, up to MAX_RETRIES, then stops the run: the rest
 waits for the next hour. Timeouts and other 5xx stop the run too; nothing is stored for that artist.
 A 400 (a name the search cannot parse) is stored as a miss; a 403 (User-Agent refused) fails the task.
@@ -41,10 +43,11 @@ APP_NAME, APP_VERSION = "WeeklyWrapped", "0.1"
 MAX_GENRES = 5
 MIN_SCORE = 90  # MusicBrainz's own match score (0-100) below which a candidate is not the artist
 SEARCH_LIMIT = 5
-REQUESTS_PER_SECOND = 1.0
-# MusicBrainz counts requests as they arrive; a little slack keeps network jitter from making two
-# requests look closer together than a second.
-REQUEST_SPACING_S = 1.05
+REQUESTS_PER_SECOND = 1.0  # musicbrainz.org's rule for every application
+# MusicBrainz counts requests as they arrive; 5% slack keeps network jitter from making two
+# requests look closer together than the rule allows.
+SPACING_SLACK = 1.05
+REQUEST_SPACING_S = SPACING_SLACK / REQUESTS_PER_SECOND
 MAX_RETRIES = 3
 DEFAULT_RETRY_S = 3.0
 TIMEOUT_S = 20
@@ -128,6 +131,8 @@ def lookup_from_search(name: str, search_answer: dict, genre_names: frozenset[st
 class MusicBrainzConfig:
     base_url: str  # the web service root, e.g. DEFAULT_BASE_URL
     contact: str   # an e-mail address or URL where MusicBrainz can reach the installation's operator
+    # musicbrainz.org allows one; a mirror of one's own allows what it can serve.
+    requests_per_second: float = REQUESTS_PER_SECOND
 
 
 class MusicBrainzUnavailable(Exception):
@@ -143,12 +148,12 @@ class BadQuery(Exception):
 
 
 class MusicBrainzClient:
-    """GETs under the web service's base URL, one request per second at most, with our User-Agent."""
+    """GETs under the web service's base URL, at most `requests_per_second`, with our User-Agent."""
 
     def __init__(self, config: MusicBrainzConfig, limiter: RateLimiter | None = None,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
         self.base_url = config.base_url.rstrip("/") + "/"
-        self.limiter = limiter or RateLimiter(1 / REQUEST_SPACING_S, burst=1)
+        self.limiter = limiter or RateLimiter(config.requests_per_second / SPACING_SLACK, burst=1)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent(config.contact)
         self.sleep = sleep

@@ -11,6 +11,7 @@ Run it as `python -m wrapped_dev.fakes.musicbrainz_server --port 8903`; the base
 And behaves as MusicBrainz does towards clients: a request without a User-Agent, or with a
 library's default one, gets 403; a request less than a second after the previous answered one
 gets 503 (the whole server counts as one application, as MusicBrainz counts per application/IP).
+`--requests-per-second N` allows N a second instead; 0, no limit, as a mirror of one's own (the stack's).
 
 The artists are the demo catalogue's (`demo_listener.build_catalogue(seed)`), each with tags drawn
 deterministically from its name: one to four genres with votes, sometimes a tag that is no genre
@@ -221,9 +222,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings.fake_musicbrainz_port)
     parser.add_argument("--seed", type=int, default=7, help="the demo catalogue's seed")
+    parser.add_argument("--requests-per-second", type=float, default=1 / MIN_INTERVAL_S,
+                        help="answer 503 to requests faster than this (musicbrainz.org: 1; 0: no limit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = make_server(args.host, args.port, seed=args.seed)
+    min_interval_s = 1 / args.requests_per_second if args.requests_per_second > 0 else 0.0
+    server = make_server(args.host, args.port, min_interval_s=min_interval_s, seed=args.seed)
     log.info("fake MusicBrainz listening on http://%s:%s/ws/2/", args.host, server.server_port)
     serve_until_interrupted(server)
 

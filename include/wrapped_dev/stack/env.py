@@ -68,7 +68,8 @@ def connections(settings: Settings) -> dict[str, str]:
         },
         "musicbrainz_default": {
             "conn_type": "http",
-            "extra": {"base_url": settings.musicbrainz_base_url, "contact": settings.musicbrainz_contact},
+            "extra": {"base_url": settings.musicbrainz_base_url, "contact": settings.musicbrainz_contact,
+                      "requests_per_second": settings.musicbrainz_rps},
         },
         "smtp_default": {
             "conn_type": "smtp", "host": settings.smtp_host, "port": settings.smtp_port,

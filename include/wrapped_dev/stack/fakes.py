@@ -25,7 +25,8 @@ def _specs(settings: Settings) -> list[tuple[Service, list[str], int]]:
          [py, "-m", "wrapped_dev.fakes.gemini_server", "--port", str(settings.fake_gemini_port)],
          settings.fake_gemini_port),
         (Service("fake-musicbrainz", run, logs),
-         [py, "-m", "wrapped_dev.fakes.musicbrainz_server", "--port", str(settings.fake_musicbrainz_port)],
+         [py, "-m", "wrapped_dev.fakes.musicbrainz_server", "--port", str(settings.fake_musicbrainz_port),
+          "--requests-per-second", "0"],  # a mirror of one's own: no limit
          settings.fake_musicbrainz_port),
         (Service("smtp-sink", run, logs),
          [py, "-m", "wrapped_dev.fakes.smtp_sink", "--port", str(settings.smtp_port),
