@@ -5,6 +5,7 @@ dbt owns the `staging`, `intermediate` and `marts` schemas; `sql/schema.sql` own
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,23 @@ class SharedConnection:
 
 
 def apply_schema(dsn: str) -> None:
-    """Create the raw/ops/app tables; idempotent, and safe when several processes do it at once."""
+    """Create the raw/ops/app tables; idempotent, and safe when several processes do it at once.
+
+    A warehouse already at this schema (ops.schema_applied holds the file's hash) is left alone:
+    `alter table ... add column if not exists` takes an exclusive lock on its table even when the
+    column exists, so a consumer restarting beside a dbt build queued behind dbt's reads of
+    raw.plays, and every later reader behind it. Drop ops.schema_applied to apply the file again.
+    """
+    schema_sql = SCHEMA_SQL.read_text()
+    sha256 = hashlib.sha256(schema_sql.encode()).hexdigest()
     with transaction(dsn) as cur:
         cur.execute("select pg_advisory_xact_lock(hashtext('weekly_wrapped.schema'))")
-        cur.execute(SCHEMA_SQL.read_text())
+        cur.execute("select to_regclass('ops.schema_applied') is not null")
+        if cur.fetchone()[0]:
+            cur.execute("select sha256 from ops.schema_applied")
+            if cur.fetchone() == (sha256,):
+                return
+        cur.execute(schema_sql)
+        cur.execute("insert into ops.schema_applied (sha256, applied_at) values (%s, now()) "
+                    "on conflict (singleton) do update set sha256 = excluded.sha256, applied_at = now()",
+                    (sha256,))

@@ -1,5 +1,6 @@
 -- The warehouse's own tables (dbt owns staging/intermediate/marts).
--- Idempotent: applied by `wrapped up`, by the Spark consumer at start and by tests.
+-- Idempotent: applied by `wrapped up`, by the Spark consumer at start and by tests; skipped where
+-- ops.schema_applied holds this file's hash (db.apply_schema).
 
 create schema if not exists raw;
 create schema if not exists ops;
@@ -286,4 +287,11 @@ create table if not exists app.alerts (
 create table if not exists app.deleted_users (
     user_id_sha256 text primary key,  -- encode(sha256(convert_to(user_id, 'UTF8')), 'hex')
     deleted_at     timestamptz not null default now()
+);
+
+-- The hash of this file as last applied: db.apply_schema skips a warehouse already at it.
+create table if not exists ops.schema_applied (
+    singleton  boolean primary key default true check (singleton),
+    sha256     text        not null,
+    applied_at timestamptz not null
 );
