@@ -47,7 +47,9 @@ def test_schedule_assets_and_policy(dag):
     assert list(dag.timetable.asset_condition.objects) == [RAW_PLAYS]
     assert dag.catchup is False and dag.max_active_runs == 1
     assert {"weekly-wrapped", "dbt"} <= set(dag.tags)
-    assert all(task.retries >= 2 for task in dag.tasks)
+    # Every task retries but the producer: its retry would only skip, and until then the
+    # watchers that hold the DAG's task slots keep polling for it (a deadlock; see cosmos_config).
+    assert {task.task_id: task.retries for task in dag.tasks if task.retries < 2} == {"dbt.dbt_producer_watcher": 0}
     [end] = [task for task in dag.tasks if task.outlets]
     assert end.task_id == "marts_built" and end.outlets == [MARTS_WRAPPED]
     assert end.downstream_task_ids == set()

@@ -72,7 +72,9 @@ def test_dag_imports_cleanly_and_follows_policy(parsed, dag_id):
     assert EXPECTED[dag_id] in dag["schedule"], dag["schedule"]
     assert dag["tags"], "every DAG is tagged"
     assert dag["catchup"] is False
-    assert dag["retries"] and all(r >= 2 for r in dag["retries"].values()), dag["retries"]
+    # cosmos's producer never retries (its retry would only skip; see marts/cosmos_config.py).
+    retries = {task_id: r for task_id, r in dag["retries"].items() if task_id != "dbt.dbt_producer_watcher"}
+    assert retries and all(r >= 2 for r in retries.values()), dag["retries"]
     # A failing run alerts the operator once; the next successful run resolves it (weekly_wrapped.alerts).
     assert dag["callbacks"] == ["AlertOnFailure", "ResolveOnSuccess"]
 

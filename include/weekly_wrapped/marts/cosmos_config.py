@@ -7,7 +7,8 @@ per model (`<model>.run`) and per model's tests (`<model>.test`: its data tests 
 `relationships` tests that involve it) follows that build's progress, so each
 model and test is visible and timed in the UI, in dbt's dependency order
 (TestBehavior.AFTER_EACH). A watcher fails when its model or tests failed; on retry (or a
-clear from the UI) it runs dbt for its own model. One `dbt build` instead of a dbt process
+clear from the UI) it runs dbt for its own model. The producer itself has no retries (see
+`dbt_task_group`). One `dbt build` instead of a dbt process
 per task took the demo's build from about 180 s to about 40 s.
 
 The watchers poke every second in their worker slot (`deferrable=False`): a deferred task
@@ -154,7 +155,7 @@ def dbt_task_group(
 
     dbt_executable = str(dbt_bin or default_dbt_bin())
     profile = yaml.safe_load((project_dir / "profiles.yml").read_text())[DBT_PROFILE_NAME]
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=project_dir,
@@ -187,3 +188,10 @@ def dbt_task_group(
         ),
         operator_args=operator_args(full_refresh),
     )
+    # No retry for the producer. Its retry only skips (cosmos never runs a second build), and
+    # until then the watchers of models it never reached keep polling, as long as it is up for
+    # retry or scheduled: with as many of them as the DAG has task slots, its retry never got a
+    # slot (a killed build hung for the watchers' 30-minute timeout). Failed, it lets them fail
+    # at once; their own retries then build their models one by one.
+    group.children[f"{group_id}.{PRODUCER_TASK_ID}"].retries = 0
+    return group
