@@ -15,8 +15,9 @@ Airflow's Connections; the warehouse DSN comes from the WRAPPED_WAREHOUSE_DSN en
 variable (kept off the command line, where `ps` would show its password). The supervisor
 hands it the exclusive lock of its work dir (`--lock-fd`), which it holds until it exits; by
 hand, `--lock-file <work dir>/spark-consumer.lock` takes that lock (and refuses to run beside
-another consumer). A standby (`--lock-file ... --standby`) starts Spark first, then waits for that
-lock and takes over the moment the running consumer dies: recovery without a JVM start. By hand:
+another consumer). A standby (`--lock-file ... --standby`) starts Spark and builds its plan
+first, then waits for that lock and takes over the moment the running consumer dies: recovery
+without a JVM start. By hand:
 
   WRAPPED_WAREHOUSE_DSN='host=... dbname=... user=... password=...' \
     .local/venv/bin/python spark/consume_streams.py --bootstrap broker:9092 \
@@ -178,32 +179,8 @@ def log_progress(query, logged: int) -> int:
     return logged
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
-    if args.standby:
-        # Until the lock is ours there is no query to stop: a SIGTERM ends the wait (and Spark).
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-    elif not hold_consumer_lock(args):
-        log.error("another consumer holds %s; not starting a second one", args.lock_file)
-        return 3
-    dsn = os.environ.get(DSN_ENV)
-    if not dsn:
-        log.error("%s is not set: the consumer does not know its warehouse", DSN_ENV)
-        return 2
-    override = dict(pair.split("=", 1) for pair in args.topics.split(",") if pair.strip())
-    topics = consumer.topics_for(override)
-    if args.standby:
-        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
-        log.info("standby: Spark is up; waiting for %s", args.lock_file)
-        hold_consumer_lock(args, wait=True)  # Spark's JVM exits with us if we are stopped while waiting
-        log.info("standby: the lock is ours; taking over")
-        db.apply_schema(dsn)
-    else:
-        db.apply_schema(dsn)  # a warehouse out of reach fails the start before Spark's
-        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
-
+def streaming_plan(spark, args: argparse.Namespace, dsn: str, topics):
+    """The query, ready to start: Kafka's four topics, parsed and split, written by `BatchWriter`."""
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", args.bootstrap)
@@ -241,6 +218,37 @@ def main(argv=None) -> int:
         stream = stream.trigger(availableNow=True)
     else:
         stream = stream.trigger(processingTime=f"{args.trigger_seconds} seconds")
+    return stream, writer
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    if args.standby:
+        # Until the lock is ours there is no query to stop: a SIGTERM ends the wait (and Spark).
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    elif not hold_consumer_lock(args):
+        log.error("another consumer holds %s; not starting a second one", args.lock_file)
+        return 3
+    dsn = os.environ.get(DSN_ENV)
+    if not dsn:
+        log.error("%s is not set: the consumer does not know its warehouse", DSN_ENV)
+        return 2
+    override = dict(pair.split("=", 1) for pair in args.topics.split(",") if pair.strip())
+    topics = consumer.topics_for(override)
+    if args.standby:
+        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
+        # The plan too: building it costs seconds of Python and JVM work that a takeover would wait for.
+        stream, writer = streaming_plan(spark, args, dsn, topics)
+        log.info("standby: Spark is up, its plan built; waiting for %s", args.lock_file)
+        hold_consumer_lock(args, wait=True)  # Spark's JVM exits with us if we are stopped while waiting
+        log.info("standby: the lock is ours; taking over")
+        db.apply_schema(dsn)
+    else:
+        db.apply_schema(dsn)  # a warehouse out of reach fails the start before Spark's
+        spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
+        stream, writer = streaming_plan(spark, args, dsn, topics)
     query = stream.start()
     log.info("query %s started (%s mode, topics %s, checkpoint %s)", query.id, args.mode,
              ", ".join(topics), args.checkpoint)
