@@ -187,7 +187,8 @@ def settling(lag, heartbeat_age_s):
     (10, 0, None, False),       # Spark is still starting
     (30, 12000, None, False),   # its first batch is still running: no second JVM beside it
     (30, 12000, 400.0, False),  # the heartbeat is a predecessor's
-    (30, 800, 2.0, True),       # through a batch of its own
+    (30, 12000, 2.0, False),    # through a batch of its own, still catching up (after a takeover)
+    (30, 800, 2.0, True),       # all but caught up
     (30, 0, None, True),        # caught up
     (30, None, None, False),    # Kafka unreachable: nothing known yet
     (supervisor.SETTLE_LIMIT_SECONDS, 12000, None, True),  # a long first batch still gets its standby

@@ -55,8 +55,10 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
-# A consumer still in its first batch after this long (a long backlog) gets its standby anyway.
+# A consumer still catching up after this long (a long backlog) gets its standby anyway.
 SETTLE_LIMIT_SECONDS = 120
+# Caught up enough for a standby to start beside it: a few seconds of a steady stream.
+CAUGHT_UP_MESSAGES = 2000
 # A consumer with lag that commits nothing for this long (after a grace re-check) is stalled.
 STALL_SECONDS = 90
 # ... but its first batch after a start reads the whole backlog (all that came while it was
@@ -606,14 +608,15 @@ def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]
 
 
 def has_settled(current: Status, uptime: float) -> bool:
-    """Whether the consumer is past its start, so a standby's JVM may start beside it: up for
-    SETTLE_SECONDS and either caught up or through a batch of its own. Its first batch, on a cold
-    JVM, can take 20 s on two cores; a second JVM starting then slows it (and what waits for it)
-    further. Up for SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
+    """Whether the consumer is past its start, so a standby's JVM (and its warm-up) may start beside
+    it: up for SETTLE_SECONDS and caught up (at most CAUGHT_UP_MESSAGES behind). A cold first
+    batch can take 20 s on two cores, and a standby that just took over catches up on the backlog
+    of the takeover; a second JVM starting then slows it, and what waits for it. Up for
+    SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
     if uptime < SETTLE_SECONDS:
         return False
-    batch_of_its_own = current.heartbeat_age_s is not None and current.heartbeat_age_s < uptime
-    return current.lag == 0 or batch_of_its_own or uptime >= SETTLE_LIMIT_SECONDS
+    caught_up = current.lag is not None and current.lag <= CAUGHT_UP_MESSAGES
+    return caught_up or uptime >= SETTLE_LIMIT_SECONDS
 
 
 def _uptime(config: ConsumerConfig) -> float:
