@@ -55,6 +55,9 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
+# A standby costs a JVM start and a warm-up, about 45 CPU seconds: it starts once the consumer
+# has run this long caught up, not while the work that started it (a demo's build) still runs.
+STANDBY_AFTER_SECONDS = 60
 # A consumer still catching up after this long (a long backlog) gets its standby anyway.
 SETTLE_LIMIT_SECONDS = 120
 # Caught up enough for a standby to start beside it: a few seconds of a steady stream.
@@ -609,11 +612,11 @@ def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]
 
 def has_settled(current: Status, uptime: float) -> bool:
     """Whether the consumer is past its start, so a standby's JVM (and its warm-up) may start beside
-    it: up for SETTLE_SECONDS and caught up (at most CAUGHT_UP_MESSAGES behind). A cold first
+    it: up for STANDBY_AFTER_SECONDS and caught up (at most CAUGHT_UP_MESSAGES behind). A cold first
     batch can take 20 s on two cores, and a standby that just took over catches up on the backlog
     of the takeover; a second JVM starting then slows it, and what waits for it. Up for
     SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
-    if uptime < SETTLE_SECONDS:
+    if uptime < STANDBY_AFTER_SECONDS:
         return False
     caught_up = current.lag is not None and current.lag <= CAUGHT_UP_MESSAGES
     return caught_up or uptime >= SETTLE_LIMIT_SECONDS
