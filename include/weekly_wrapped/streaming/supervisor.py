@@ -55,9 +55,6 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
-# A standby costs a JVM start and a warm-up, about 45 CPU seconds: it starts once the consumer
-# has run this long caught up, not while the work that started it (a demo's build) still runs.
-STANDBY_AFTER_SECONDS = 60
 # A consumer still catching up after this long (a long backlog) gets its standby anyway.
 SETTLE_LIMIT_SECONDS = 120
 # Caught up enough for a standby to start beside it: a few seconds of a steady stream.
@@ -610,16 +607,23 @@ def plays_committed_since(dsn: str, since: str | None) -> tuple[int, str | None]
     return int(plays), newest.isoformat() if newest else since
 
 
-def has_settled(current: Status, uptime: float) -> bool:
-    """Whether the consumer is past its start, so a standby's JVM (and its warm-up) may start beside
-    it: up for STANDBY_AFTER_SECONDS and caught up (at most CAUGHT_UP_MESSAGES behind). A cold first
-    batch can take 20 s on two cores, and a standby that just took over catches up on the backlog
-    of the takeover; a second JVM starting then slows it, and what waits for it. Up for
-    SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
-    if uptime < STANDBY_AFTER_SECONDS:
+def has_settled(current: Status, uptime: float, machine_busy: bool = False) -> bool:
+    """Whether the consumer is past its start, so a standby may start beside it: up for
+    SETTLE_SECONDS, caught up (at most CAUGHT_UP_MESSAGES behind) and the machine not busy. A
+    standby's JVM start and warm-up cost about 45 CPU seconds: during a cold first batch (20 s on
+    two cores), a takeover's catch-up, or the dbt build the first plays started, they slow what
+    waits for those. Up for SETTLE_LIMIT_SECONDS, it has settled whatever it does."""
+    if uptime < SETTLE_SECONDS:
         return False
+    if uptime >= SETTLE_LIMIT_SECONDS:
+        return True
     caught_up = current.lag is not None and current.lag <= CAUGHT_UP_MESSAGES
-    return caught_up or uptime >= SETTLE_LIMIT_SECONDS
+    return caught_up and not machine_busy
+
+
+def machine_busy() -> bool:
+    """Every core busy, on average over the last minute (a standby runs on this machine: local master)."""
+    return os.getloadavg()[0] >= (os.cpu_count() or 1)
 
 
 def _uptime(config: ConsumerConfig) -> float:
@@ -740,7 +744,8 @@ def supervise(config: ConsumerConfig, run_seconds: float, check_every: float = C
     began = time.monotonic()
     while True:
         current = ensure_running(config, stall_seconds=stall_seconds, settle_seconds=0)
-        if config.standby and current.running and current.standby_pid is None and has_settled(current, _uptime(config)):
+        if (config.standby and current.running and current.standby_pid is None
+                and has_settled(current, _uptime(config), machine_busy())):
             start_standby(config)
         if time.monotonic() - began >= run_seconds:
             return current
