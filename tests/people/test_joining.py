@@ -424,6 +424,12 @@ def test_codes_and_states_stay_out_of_the_access_log():
     assert "SECRET" not in logged, logged[-3000:]
 
 
+def test_an_invite_code_never_starts_like_a_command_line_option(monkeypatch):
+    drawn = iter(["-starts-like-an-option", "plainCode_-x"])
+    monkeypatch.setattr(invites.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert invites.new_code() == "plainCode_-x"
+
+
 def test_the_operators_invite_command(people_db, capsys):
     assert invites.main(["create", "--label", "zoe"], dsn=people_db, public_url="https://w.example") == 0
     printed = capsys.readouterr().out

@@ -49,12 +49,20 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(code.strip().encode()).hexdigest()
 
 
+def new_code() -> str:
+    """A random code (96 bits) that does not start with "-": `revoke <code>` would read it as an option."""
+    code = secrets.token_urlsafe(12)
+    while code.startswith("-"):
+        code = secrets.token_urlsafe(12)
+    return code
+
+
 def create(dsn: str, label: str) -> str:
     """A new code for `label` (unique); the code itself is returned once and never stored."""
     label = label.strip()
     if not label:
         raise InviteError("an invite needs a label (whom it is for)")
-    code = secrets.token_urlsafe(12)
+    code = new_code()
     with db.transaction(dsn) as cur:
         cur.execute("insert into app.invites (code_sha256, label) values (%s, %s) on conflict (label) do nothing",
                     (code_hash(code), label))
