@@ -289,6 +289,8 @@ def test_a_standby_takes_over_a_consumer_killed_mid_stream(settings, topics, con
         query_id = supervisor.status(config).query_id
         standby = supervisor.start_standby(config)
         wait_for(lambda: supervisor.status(config).standby_waiting, 120, "the standby's Spark to start")
+        # It waits warm: the parse path ran once (compiled), so its first batch is not a cold one.
+        assert "standby: warmed up on" in supervisor.log_tail(config, 200)
 
         producing = threading.Thread(target=lambda: (produce_plays(producer, user, 2000, 3000), producer.flush()))
         producing.start()
