@@ -138,6 +138,11 @@ def test_a_mirror_of_ones_own_is_asked_at_the_rate_the_connection_sets(monkeypat
                                         "requests_per_second": 20}}))
     config = connections.musicbrainz_config()
     assert config == genres.MusicBrainzConfig("http://mirror.test/ws/2/", "ops@home.test", 20.0)
+    for wrong in (-1, "fast"):  # unchecked, either would leave the requests unlimited or fail obscurely
+        monkeypatch.setenv("AIRFLOW_CONN_MUSICBRAINZ_DEFAULT", json.dumps(
+            {"conn_type": "http", "extra": {"contact": "ops@home.test", "requests_per_second": wrong}}))
+        with pytest.raises(ValueError, match="requests_per_second must be a number above 0"):
+            connections.musicbrainz_config()
 
     server = fake_mb.make_server(artists=ARTISTS, min_interval_s=1 / 20)  # 503 to anything faster than 20/s
     threading.Thread(target=server.serve_forever, daemon=True).start()

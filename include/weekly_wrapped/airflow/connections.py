@@ -149,7 +149,14 @@ def musicbrainz_config(conn_id: str = MUSICBRAINZ_CONN_ID):
 
     extra = _connection(conn_id).extra_dejson
     contact = extra.get("contact") or parseaddr(smtp_from())[1]
-    rate = float(extra.get("requests_per_second") or REQUESTS_PER_SECOND)
+    rate = extra.get("requests_per_second") or REQUESTS_PER_SECOND
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        rate = 0.0
+    if not rate > 0:  # a rate limiter without a rate would not limit at all
+        raise ValueError(f"{conn_id}'s extra requests_per_second must be a number above 0, "
+                         f"not {extra.get('requests_per_second')!r}")
     return MusicBrainzConfig(extra.get("base_url") or DEFAULT_BASE_URL, contact, rate)
 
 
