@@ -271,9 +271,11 @@ def main(argv=None) -> int:
         spark = build_session(args.master, ensure_spark_jars(args.jars_dir), args.driver_memory)
         # The plan too: building it costs seconds of Python and JVM work that a takeover would wait for.
         stream, writer = streaming_plan(spark, args, dsn, topics)
-        warm_up(spark, args, topics)
-        log.info("standby: Spark is up, its plan built; waiting for %s", args.lock_file)
-        hold_consumer_lock(args, wait=True)  # Spark's JVM exits with us if we are stopped while waiting
+        # The warm-up only while the consumer runs: one that died while we started is not kept waiting.
+        if not hold_consumer_lock(args):
+            warm_up(spark, args, topics)
+            log.info("standby: Spark is up, its plan built; waiting for %s", args.lock_file)
+            hold_consumer_lock(args, wait=True)  # Spark's JVM exits with us if we are stopped while waiting
         log.info("standby: the lock is ours; taking over")
         db.apply_schema(dsn)
     else:
