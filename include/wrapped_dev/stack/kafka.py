@@ -1,6 +1,7 @@
 """Apache Kafka 4 in KRaft mode, from Maven Central jars: one node, or a cluster of three.
 
-`ensure_jars` resolves the broker once into the state folder (mvn, cached); each node's
+`ensure_jars` copies the broker's jars into the state folder (resolved with Maven once per
+machine, into the cache the consumer's jars share); each node's
 storage is formatted once; each node runs as `java -cp lib/* kafka.Kafka`, a service of
 its own (`kafka`, `kafka-2`, `kafka-3`). With `WRAPPED_KAFKA_BROKERS=3` every node is
 broker and controller at once (three voters: the quorum survives one lost node), and
@@ -13,6 +14,7 @@ Topics from DESIGN.md are created with explicit partitions and retention.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -91,15 +93,16 @@ def service(settings: Settings) -> Service:
 
 
 def ensure_jars(settings: Settings) -> Path:
+    """The broker's jars in the state folder, copied from the machine's cache (resolved there
+    with Maven once per machine and pom, as the consumer's are)."""
+    from weekly_wrapped.streaming.jars import resolve_once
+
     target = jar_dir(settings)
     marker = target / ".complete"
     if not marker.exists():
         target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={target}"],
-            check=True,
-        )
+        for jar in resolve_once(POM, "kafka-jars").glob("*.jar"):
+            shutil.copy2(jar, target / jar.name)
         marker.write_text(POM.read_text())
     return target
 
