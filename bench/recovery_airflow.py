@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             wait(lambda: caught_up(settings, topic, mark), 300, "the consumer to keep up", interval=0.25)
         for kill in range(1, args.kills + 1):
             if settings.consumer.standby:  # as a consumer running for days has it: Spark up, waiting
-                wait(lambda: supervisor.status(settings.consumer).standby_waiting, 300,
+                wait(lambda: supervisor.status(settings.consumer).standby_waiting, 480,
                      "the supervision to start a standby", interval=0.5)
             time.sleep(random.uniform(5, 25))  # a random moment: inside a supervision run or between two
             pid = supervisor.our_consumer_pid(settings.consumer)

@@ -55,8 +55,10 @@ DSN_ENV = "WRAPPED_WAREHOUSE_DSN"
 
 # Spark needs ~10 s to start; a job that is still alive after this has passed its setup.
 SETTLE_SECONDS = 25
-# A consumer still catching up after this long (a long backlog) gets its standby anyway.
-SETTLE_LIMIT_SECONDS = 120
+# A consumer still catching up, or on a machine still busy, after this long gets its standby
+# anyway. Long enough for a fresh stack's first plays to be built and sent (the demo: about
+# 3 minutes on two cores, all of it busy) before a standby's 45 CPU seconds join in.
+SETTLE_LIMIT_SECONDS = 300
 # Caught up enough for a standby to start beside it: a few seconds of a steady stream.
 CAUGHT_UP_MESSAGES = 2000
 # A consumer with lag that commits nothing for this long (after a grace re-check) is stalled.
