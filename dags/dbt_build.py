@@ -23,7 +23,7 @@ from airflow.sdk import Param, dag, task
 
 from weekly_wrapped.airflow.alerting import AlertOnFailure, ResolveOnSuccess
 from weekly_wrapped.airflow.assets import MARTS_WRAPPED, RAW_PLAYS
-from weekly_wrapped.marts.cosmos_config import PRODUCER_TASK_ID, dbt_task_group
+from weekly_wrapped.marts.cosmos_config import FIRST_IN_LINE, PRODUCER_TASK_ID, dbt_task_group
 
 DAG_ID = Path(__file__).stem
 
@@ -34,6 +34,10 @@ DAG_ID = Path(__file__).stem
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,  # two builds of the same schemas at once would collide
+    # The build, and marts_built after it, plus two watchers at a time: the watchers only mirror
+    # the build in the UI (each a process that parses this DAG: 2 CPU seconds, 70 per build),
+    # and more of them at once only took CPU from the build the weekly recap waits for.
+    max_active_tasks=3,
     tags=["weekly-wrapped", "dbt", "marts"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     on_failure_callback=AlertOnFailure(),  # one e-mail to the operator per failing DAG
@@ -50,7 +54,7 @@ DAG_ID = Path(__file__).stem
 def dbt_build():
     models_and_tests = dbt_task_group("dbt")
 
-    @task(outlets=[MARTS_WRAPPED])
+    @task(outlets=[MARTS_WRAPPED], priority_weight=FIRST_IN_LINE, weight_rule="absolute")
     def marts_built(params=None, outlet_events=None) -> dict:
         """Every model and test passed: announce the marts to the weekly recap."""
         extra = {"full_refresh": bool(params["full_refresh"])}

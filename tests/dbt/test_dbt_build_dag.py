@@ -59,6 +59,18 @@ def test_schedule_assets_and_policy(dag):
     assert dag.params["full_refresh"] is False
 
 
+def test_the_build_and_its_announcement_go_before_the_watchers(dag):
+    # Three slots: the build and marts_built take theirs before any watcher (the watchers of the
+    # first models would otherwise fill every slot, each waiting for a build that never started;
+    # marts_built would wait for all 70 to mirror the build); two watchers mirror at a time.
+    assert dag.max_active_tasks == 3
+    assert all(str(task.weight_rule) in ("absolute", "WeightRule.ABSOLUTE") for task in dag.tasks
+               if task.task_id != "dbt.dbt_producer_watcher_done")  # an empty marker, never queued
+    first = {"dbt.dbt_producer_watcher", "marts_built"}
+    heaviest_watcher = max(task.priority_weight for task in dag.tasks if task.task_id not in first)
+    assert min(dag.get_task(task_id).priority_weight for task_id in first) > heaviest_watcher
+
+
 def test_one_build_and_one_task_per_model_and_per_models_tests(dag):
     from cosmos.operators.watcher import DbtProducerWatcherOperator
 

@@ -104,6 +104,11 @@ def artifacts_dir_template(default: Path = DEFAULT_ARTIFACTS_DIR) -> str:
     return "{{ var.value.get('%s', '%s') }}" % (ARTIFACTS_VARIABLE, default)
 
 
+# Cosmos queues its producer before its watchers (absolute priority_weight 20 against 2: with
+# fewer task slots than tasks ready, the build must not wait behind watchers that wait for it).
+# What follows the build goes before the watchers too.
+FIRST_IN_LINE = 20  # = cosmos.constants.PRODUCER_WATCHER_DEFAULT_PRIORITY_WEIGHT
+
 # How much a dbt_build task (and the dbt it runs) gives way on a busy CPU (os.nice; 0-19).
 DBT_NICENESS = 10
 
