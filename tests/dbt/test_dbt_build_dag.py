@@ -102,17 +102,39 @@ def test_every_dbt_task_gives_way_on_the_cpu_before_it_runs(dag):
     import subprocess
     import sys
 
-    from weekly_wrapped.marts.cosmos_config import DBT_NICENESS, give_way_on_the_cpu
+    from weekly_wrapped.marts.cosmos_config import DBT_NICENESS, prepare_dbt_task
 
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.") and not t.task_id.endswith("_done")]
     assert len(dbt_tasks) == 2 * len(_models()) + 1
-    assert all(t._pre_execute_hook is give_way_on_the_cpu for t in dbt_tasks)
+    assert all(t._pre_execute_hook is prepare_dbt_task for t in dbt_tasks)
     # In a process of its own: the hook lowers the priority of the process that calls it (and of dbt, its child).
     niceness = subprocess.run(
         [sys.executable, "-c", "import os; from weekly_wrapped.marts.cosmos_config import give_way_on_the_cpu; "
                                "before = os.nice(0); give_way_on_the_cpu(); print(os.nice(0) - before)"],
         capture_output=True, text=True, check=True).stdout.strip()
     assert niceness == str(DBT_NICENESS)
+
+
+def test_a_dbt_task_computes_no_lineage_events_nothing_reads(dag, tmp_path):
+    """cosmos parses every build's artifacts into OpenLineage events for a provider we do not
+    install; the pre_execute hook turns that off on the task that runs (not on the DAG's copy)."""
+    import copy
+    from unittest import mock
+
+    from weekly_wrapped.marts import cosmos_config
+
+    producer = copy.copy(dag.get_task("dbt.dbt_producer_watcher"))
+    with mock.patch("os.nice"):  # this test's own process keeps its priority
+        cosmos_config.prepare_dbt_task({"task": producer})
+    # the OpenLineage processor cosmos would build from the artifacts
+    processor = mock.patch.object(type(producer), "_get_dbt_local_artifact_processor")
+    with processor as lineage:
+        assert producer.calculate_openlineage_events_completes({}, tmp_path) is False
+    assert not lineage.called
+    # without the hook, cosmos parses: the stand-in is what keeps it from doing so
+    with processor as lineage:
+        dag.get_task("dbt.dbt_producer_watcher").calculate_openlineage_events_completes({}, tmp_path)
+    assert lineage.called
 
 
 def test_watchers_poke_in_their_slot_rather_than_defer(dag):
