@@ -87,10 +87,35 @@ def is_running(settings: Settings) -> bool:
 
 
 def stop(settings: Settings) -> bool:
+    """Stop the components (the api-server last), their task processes, and end the runs those
+    were working on."""
+    api_server, *others = services(settings)
+    healthy = _healthy(settings)
     stopped = False
-    for svc in reversed(services(settings)):
+    for svc in reversed(others):  # the scheduler among them: no new run or task from here on
         stopped |= process.stop(svc, timeout=30)
-    return _stop_orphaned_tasks(settings) or stopped
+    stopped |= _stop_orphaned_tasks(settings)
+    if healthy:
+        _fail_unfinished_runs(settings)
+    return process.stop(api_server, timeout=30) or stopped
+
+
+def _fail_unfinished_runs(settings: Settings) -> None:
+    """Mark failed the runs the stop cut short. Their task processes are gone, but Airflow would
+    find that out only after its heartbeat timeout (5 minutes or more after the next `up`),
+    and meanwhile each such run holds its DAG's one active run: the demo waited that long for
+    a dbt_build cut short by `down`. Queued runs are left to start after `up`."""
+    from urllib.parse import quote
+
+    from wrapped_dev.airflow_client import AirflowClient, AirflowError
+
+    client = AirflowClient(api_url(settings), "admin", admin_password(settings))
+    try:
+        for run in client.request("GET", "/dags/~/dagRuns?state=running&limit=100")["dag_runs"]:
+            client.request("PATCH", f"/dags/{run['dag_id']}/dagRuns/{quote(run['dag_run_id'], safe='')}",
+                           {"state": "failed"})
+    except (AirflowError, OSError) as error:  # best effort: Airflow still ends them, later
+        print(f"    (could not end the unfinished runs: {error})", flush=True)
 
 
 def _stop_orphaned_tasks(settings: Settings) -> bool:
