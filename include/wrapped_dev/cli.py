@@ -36,6 +36,7 @@ def _step(label: str, action: Callable[[], object]) -> object:
 
 def up(settings: Settings, with_airflow: bool = True) -> None:
     from weekly_wrapped import db
+    from weekly_wrapped.marts.cosmos_config import start_partial_parse
     from weekly_wrapped.streaming.jars import ensure_spark_jars
     from wrapped_dev.stack import airflow, fakes, kafka, postgres, secrets
 
@@ -45,6 +46,8 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
     # Airflow's first `db migrate` takes ~30 s of mostly waiting on Postgres: let it run while
     # Kafka and the jars start, and wait for it in the Airflow step.
     migration = airflow.migrate_in_background(settings) if with_airflow else None
+    # dbt's parse state for the first dbt_build, ready long before it (it needs nothing of the stack).
+    parse = start_partial_parse() if with_airflow else None
     _step("warehouse tables (raw, ops, app)", lambda: db.apply_schema(settings.warehouse_dsn))
     _step(f"Kafka (KRaft) on {settings.kafka_bootstrap}, topics", lambda: kafka.start(settings))
     _step("Spark connector, JDBC and parse fast path jars", lambda: ensure_spark_jars(settings.consumer.jars_dir))
@@ -59,6 +62,7 @@ def up(settings: Settings, with_airflow: bool = True) -> None:
               lambda: airflow.start(settings, migration))
         print(f"Airflow UI: {airflow.api_url(settings)}  (user admin, password in "
               f"{airflow.password_file(settings)})", flush=True)
+        parse.wait()  # a failed parse only costs the first build its own full parse
 
 
 def down(settings: Settings) -> None:
