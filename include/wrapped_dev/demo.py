@@ -225,8 +225,17 @@ def run_demo(settings: Settings, timeout: int = 900) -> int:
     _say(f"demo clock: {clock:%a %Y-%m-%d %H:%M} UTC; the recap covers the week of {week_start}")
     _set_fake_clock(settings, clock)
     client = AirflowClient(airflow.api_url(settings), "admin", airflow.admin_password(settings))
+    # The consumer's JVM and Spark take 20 to 30 s to start: started now, it is up before the first
+    # plays come (its first batch compiles Spark's generated code while the ingest still runs),
+    # where the first spark_consumers run, one of a fresh Airflow's slow first tasks, started it
+    # seconds later. From here on spark_consumers supervises it, as any consumer it finds running.
+    from weekly_wrapped.streaming import supervisor
+
+    if not supervisor.is_running(settings.consumer):
+        _say(f"starting the streaming consumer (pid {supervisor.start(settings.consumer)}); "
+             "the spark_consumers DAG supervises it")
     # spark_consumers runs continuously once unpaused (one long supervision run at a time), so it
-    # is not triggered: its run starts the consumer, whose JVM starts while the demo goes on.
+    # is not triggered.
     client.wait_for_dag("spark_consumers")
     client.unpause("spark_consumers")
     # Unpausing spotify_ingest starts its hourly run (one run at a time): before anyone joined,
