@@ -135,6 +135,11 @@ def service_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__WORKERS": "1",
+        # A task's calls to the execution API give up after 5 s by default. Just after `up`, the one
+        # api-server worker answers a fresh Airflow's first tasks, the demo and its own first
+        # requests on two cores: a task whose start timed out failed unstarted, and its retry came
+        # two minutes later (the first hourly spotify_ingest, which the demo's run waited for).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__API__SECRET_KEY": _persistent_secret(settings, "airflow_api_secret"),
         "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(settings, "airflow_jwt_secret"),
         # An idle scheduler looks for work this often (Airflow's default: 1 s); each level of
