@@ -92,8 +92,11 @@ class StreamProducer:
                  producer: Producer | None = None) -> None:
         self.topics = dict(topics or {})
         conf = producer_config(kafka_config)
-        self.producer = producer or Producer(conf)
         self.report = DeliveryReport()
+        # The report is the producer's own delivery callback: handed to produce() with every
+        # message instead, it cost the client a per-message allocation (our path: 0.54 of a bare
+        # loop's messages per second, 0.8 wanted). An injected producer (tests) reports nothing.
+        self.producer = producer or Producer({**conf, "on_delivery": self.report})
         self.successes_reported = not conf.get("delivery.report.only.error")
         self._encode = msgspec.json.Encoder().encode  # one per producer: no sharing across threads
 
@@ -110,7 +113,7 @@ class StreamProducer:
         target = self.topics.get(topic, topic)
         report = self.report
         try:
-            self.producer.produce(target, data, key, on_delivery=report)
+            self.producer.produce(target, data, key)
         except BufferError:
             self._produce_when_room(target, data, key)
         report.produced += 1
@@ -122,7 +125,7 @@ class StreamProducer:
             # The local queue is full: serve delivery reports to make room, then retry.
             self.producer.poll(0.5)
             try:
-                self.producer.produce(target, data, key, on_delivery=self.report)
+                self.producer.produce(target, data, key)
                 return
             except BufferError:
                 continue
