@@ -64,7 +64,7 @@ def test_the_build_and_its_announcement_go_before_the_watchers(dag):
     # first models would otherwise fill every slot, each waiting for a build that never started;
     # marts_built would wait for all 70 to mirror the build); two watchers mirror at a time.
     assert dag.max_active_tasks == 3
-    assert all(str(task.weight_rule) in ("absolute", "WeightRule.ABSOLUTE") for task in dag.tasks
+    assert all(task.weight_rule == "absolute" for task in dag.tasks
                if task.task_id != "dbt.dbt_producer_watcher_done")  # an empty marker, never queued
     first = {"dbt.dbt_producer_watcher", "marts_built"}
     heaviest_watcher = max(task.priority_weight for task in dag.tasks if task.task_id not in first)
