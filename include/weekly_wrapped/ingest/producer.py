@@ -42,9 +42,6 @@ DEFAULT_SETTINGS = {
 # serves the rest: a poll(0) per message would mostly find nothing to serve.
 POLL_EVERY = 64
 
-_KEY_FIELDS = {topic: stream.key for topic, stream in contracts.STREAMS.items()}
-
-
 class DeliveryFailed(RuntimeError):
     """Some messages were not acknowledged by Kafka; nothing may be treated as delivered."""
 
@@ -98,7 +95,12 @@ class StreamProducer:
         # loop's messages per second, 0.8 wanted). An injected producer (tests) reports nothing.
         self.producer = producer or Producer({**conf, "on_delivery": self.report})
         self.successes_reported = not conf.get("delivery.report.only.error")
-        self._encode = msgspec.json.Encoder().encode  # one per producer: no sharing across threads
+        # Looked up once here, not per message (send() is the hot path): each contract topic's
+        # real topic and key field, the encoder (one per producer: none shared across threads).
+        self._routes = {topic: (self.topics.get(topic, topic), stream.key)
+                        for topic, stream in contracts.STREAMS.items()}
+        self._encode = msgspec.json.Encoder().encode
+        self._produce = self.producer.produce
 
     def send(self, topic: str, message: Mapping[str, Any], validated: bool = False) -> None:
         """Produce one message of contract `topic`.
@@ -108,19 +110,20 @@ class StreamProducer:
         Kept lean: this runs once per message (see bench/producer_throughput.py).
         """
         value = message if validated else contracts.validate(topic, message)
-        key = str(value[_KEY_FIELDS[topic]]).encode()
+        target, key_field = self._routes[topic]
         data = self._encode(value)
-        target = self.topics.get(topic, topic)
-        report = self.report
+        # Every key field is a required string: the client encodes it as UTF-8 itself.
+        key = value[key_field]
         try:
-            self.producer.produce(target, data, key)
+            self._produce(target, data, key)
         except BufferError:
             self._produce_when_room(target, data, key)
+        report = self.report
         report.produced += 1
         if report.produced % POLL_EVERY == 0:
             self.producer.poll(0)
 
-    def _produce_when_room(self, target: str, data: bytes, key: bytes) -> None:
+    def _produce_when_room(self, target: str, data: bytes, key: str) -> None:
         while True:
             # The local queue is full: serve delivery reports to make room, then retry.
             self.producer.poll(0.5)
