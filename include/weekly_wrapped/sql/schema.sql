@@ -24,6 +24,8 @@ create table if not exists raw.plays (
 alter table raw.plays add column if not exists reason_end text;
 alter table raw.plays add column if not exists shuffle boolean;
 alter table raw.plays add column if not exists offline boolean;
+-- The hourly dbt build reads the rows loaded since the last one (fct_plays, the staging tests).
+create index if not exists plays_loaded_at on raw.plays (loaded_at);
 
 create table if not exists raw.tracks (
     track_id     text primary key,
