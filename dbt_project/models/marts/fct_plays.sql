@@ -14,6 +14,8 @@
         ]
     )
 }}
+-- fct_skips reads this model's watermark as the last build left it (plays_new_since): it runs first
+-- depends_on: {{ ref('fct_skips') }}
 
 {#
     One row per play (skip events, under 30 s, are fct_skips). The same play imported from a

@@ -1,3 +1,14 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['user_id', 'skipped_on_utc'],
+        on_schema_change='append_new_columns',
+        pre_hook="{% if is_incremental() %}set local jit = off{% endif %}",
+        post_hook="{{ ensure_index(this, ['user_id', 'skipped_on_utc']) }}"
+    )
+}}
+
 {#
     One row per skip event: an export row played for less than 30 s (stg_spotify__plays.is_skip).
     Only privacy exports know ms_played, so only they show skips; API polling never does.
@@ -5,25 +16,88 @@
     skip twice: the account-data row (played_at = the end truncated to the minute) is dropped
     when an extended-history skip of the same track, with the same ms_played, ended in that
     minute. Unresolved account-data skips keep their `name:track:…` track_id.
+
+    Incremental: the (user, UTC day) partitions with skips loaded or resolved since the last
+    build are rebuilt whole (delete+insert). A copy ends in its account-data row's minute, so
+    on its day: each day rebuilt keeps at least one of its new rows or their copies. The
+    watermark is fct_plays' as the last build left it (plays_new_since; fct_plays runs after
+    this model for that): this table's own newest load time would lag by months once the
+    listeners' exports are in, and every skip would be read again each hour.
 #}
 
 with
 
-skips as (
+-- not materialized: an incremental build reads it twice, for a few days
+skips as not materialized (
 
     select * from {{ ref('stg_spotify__plays') }}
     where is_skip
 
 ),
 
-deduplicated as (
+{% if is_incremental() %}
+{%- set new_since = plays_new_since() %}
+-- two selects, each able to use its own index, where one `or` reads all
+days_to_rebuild as (
+
+    select
+        user_id,
+        (played_at at time zone 'UTC')::date as skipped_on_utc
+    from skips
+    where loaded_at > {{ new_since }}
+
+    union
+
+    select
+        user_id,
+        (played_at at time zone 'UTC')::date as skipped_on_utc
+    from skips
+    where resolved_at > {{ new_since }}
+
+),
+
+scope_bounds as (
+
+    select
+        user_id,
+        min(skipped_on_utc)::timestamp at time zone 'UTC' as scope_from,
+        (max(skipped_on_utc) + 1)::timestamp at time zone 'UTC' as scope_to
+    from days_to_rebuild
+    group by user_id
+
+),
+
+-- user by user through raw.plays' primary key (as fct_plays.plays_in_scope)
+skips_in_scope as (
+
+    select skips_of_user.*
+    from scope_bounds
+    cross join lateral (
+        select *
+        from skips
+        where skips.user_id = scope_bounds.user_id
+            and skips.played_at >= scope_bounds.scope_from
+            and skips.played_at < scope_bounds.scope_to
+        offset 0
+    ) as skips_of_user
+
+),
+{% else %}
+skips_in_scope as (
 
     select * from skips
+
+),
+{% endif %}
+
+deduplicated as (
+
+    select * from skips_in_scope as skips
     where not (
         is_account_data
         and exists (
             select 1
-            from skips as copies
+            from skips_in_scope as copies
             where copies.user_id = skips.user_id
                 and copies.track_id = skips.track_id
                 and copies.ms_played = skips.ms_played
@@ -67,6 +141,14 @@ final as (
         loaded_at
 
     from deduplicated
+    {% if is_incremental() %}
+    where exists (
+        select 1
+        from days_to_rebuild
+        where days_to_rebuild.user_id = deduplicated.user_id
+            and days_to_rebuild.skipped_on_utc = (deduplicated.played_at at time zone 'UTC')::date
+    )
+    {% endif %}
 
 )
 
