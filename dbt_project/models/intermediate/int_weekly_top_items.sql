@@ -71,6 +71,7 @@ track_weeks as (
 ),
 
 -- a play counts once per genre of its track: the distinct genres of the track's artists
+-- (of the tracks played: an hourly build's few, not every track known)
 track_genres as (
 
     select distinct
@@ -81,6 +82,7 @@ track_genres as (
     inner join artists
         on track_artists.artist_id = artists.artist_id
     cross join lateral unnest(artists.genres) as artist_genres (genre)
+    where track_artists.track_id in (select track_weeks.track_id from track_weeks)
 
 ),
 

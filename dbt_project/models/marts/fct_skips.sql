@@ -22,7 +22,8 @@
     on its day: each day rebuilt keeps at least one of its new rows or their copies. The
     watermark is fct_plays' as the last build left it (plays_new_since; fct_plays runs after
     this model for that): this table's own newest load time would lag by months once the
-    listeners' exports are in, and every skip would be read again each hour.
+    listeners' exports are in, and every skip would be read again each hour. built_at: when
+    the dbt run that wrote the row started; the data tests check only the rows of their run.
 #}
 
 with
@@ -138,7 +139,8 @@ final as (
         (played_at at time zone 'UTC')::date as skipped_on_utc,
         played_at as skipped_at,
         ingested_at,
-        loaded_at
+        loaded_at,
+        {{ this_run() }} as built_at
 
     from deduplicated
     {% if is_incremental() %}
