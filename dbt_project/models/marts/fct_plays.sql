@@ -65,25 +65,10 @@ plays as not materialized (
 {% if is_incremental() %}
 
 -- plays loaded, or whose name key was resolved, since the last build (plays_new_since: with
--- an hour of overlap); two selects, each able to use its own index, where one `or` reads all
-{%- set new_since = plays_new_since() %}
+-- an hour of overlap)
 new_play_days as (
 
-    select
-        user_id,
-        (played_at at time zone 'UTC')::date as played_on_utc
-
-    from plays
-    where loaded_at > {{ new_since }}
-
-    union
-
-    select
-        user_id,
-        (played_at at time zone 'UTC')::date as played_on_utc
-
-    from plays
-    where resolved_at > {{ new_since }}
+    {{ utc_days_changed_since('plays', plays_new_since(), 'played_on_utc') }}
 
 ),
 
@@ -98,33 +83,10 @@ days_to_rebuild as (
 
 ),
 
-scope_bounds as (
-
-    select
-        user_id,
-        (min(played_on_utc) - 1)::timestamp at time zone 'UTC' as scope_from,
-        (max(played_on_utc) + 2)::timestamp at time zone 'UTC' as scope_to
-
-    from days_to_rebuild
-    group by user_id
-
-),
-
--- user by user (`offset 0` keeps Postgres from folding the lateral back into a plain join): each
--- user's range through raw.plays' primary key, where a join reads all ten million rows
+-- and one more day on either side, so that a cluster across midnight is seen whole
 plays_in_scope as (
 
-    select plays_of_user.*
-
-    from scope_bounds
-    cross join lateral (
-        select *
-        from plays
-        where plays.user_id = scope_bounds.user_id
-            and plays.played_at >= scope_bounds.scope_from
-            and plays.played_at < scope_bounds.scope_to
-        offset 0
-    ) as plays_of_user
+    {{ rows_spanning_days('plays', 'days_to_rebuild', 'played_on_utc', margin_days=1) }}
 
 ),
 

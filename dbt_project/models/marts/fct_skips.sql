@@ -37,50 +37,15 @@ skips as not materialized (
 ),
 
 {% if is_incremental() %}
-{%- set new_since = plays_new_since() %}
--- two selects, each able to use its own index, where one `or` reads all
 days_to_rebuild as (
 
-    select
-        user_id,
-        (played_at at time zone 'UTC')::date as skipped_on_utc
-    from skips
-    where loaded_at > {{ new_since }}
-
-    union
-
-    select
-        user_id,
-        (played_at at time zone 'UTC')::date as skipped_on_utc
-    from skips
-    where resolved_at > {{ new_since }}
+    {{ utc_days_changed_since('skips', plays_new_since(), 'skipped_on_utc') }}
 
 ),
 
-scope_bounds as (
-
-    select
-        user_id,
-        min(skipped_on_utc)::timestamp at time zone 'UTC' as scope_from,
-        (max(skipped_on_utc) + 1)::timestamp at time zone 'UTC' as scope_to
-    from days_to_rebuild
-    group by user_id
-
-),
-
--- user by user through raw.plays' primary key (as fct_plays.plays_in_scope)
 skips_in_scope as (
 
-    select skips_of_user.*
-    from scope_bounds
-    cross join lateral (
-        select *
-        from skips
-        where skips.user_id = scope_bounds.user_id
-            and skips.played_at >= scope_bounds.scope_from
-            and skips.played_at < scope_bounds.scope_to
-        offset 0
-    ) as skips_of_user
+    {{ rows_spanning_days('skips', 'days_to_rebuild', 'skipped_on_utc') }}
 
 ),
 {% else %}

@@ -1,0 +1,55 @@
+{#
+    fct_plays and fct_skips rebuild, in an incremental build, whole (user, UTC day) partitions:
+    those of the raw rows loaded, or whose name key was resolved, since the last build.
+#}
+
+{#
+    The (user_id, UTC day) of every row of `rows` (a CTE of stg_spotify__plays rows) loaded or
+    resolved since `new_since` (plays_new_since). Two selects, each able to use its own index,
+    where one `or` reads all.
+#}
+{% macro utc_days_changed_since(rows, new_since, day_column) -%}
+    select
+        user_id,
+        (played_at at time zone 'UTC')::date as {{ day_column }}
+
+    from {{ rows }}
+    where loaded_at > {{ new_since }}
+
+    union
+
+    select
+        user_id,
+        (played_at at time zone 'UTC')::date as {{ day_column }}
+
+    from {{ rows }}
+    where resolved_at > {{ new_since }}
+{%- endmacro %}
+
+{#
+    The rows of `rows` (with user_id, played_at) that a user's days in `days` (with user_id and
+    `day_column`, UTC dates) span, widened by `margin_days` on either side: from the first
+    day's start to the last day's end. User by user (`offset 0` keeps Postgres from folding the
+    lateral back into a plain join): each user's range through raw.plays' primary key, where a
+    join reads all ten million rows.
+#}
+{% macro rows_spanning_days(rows, days, day_column, margin_days=0) -%}
+    select rows_of_user.*
+
+    from (
+        select
+            user_id,
+            (min({{ day_column }}) - {{ margin_days }})::timestamp at time zone 'UTC' as range_from,
+            (max({{ day_column }}) + 1 + {{ margin_days }})::timestamp at time zone 'UTC' as range_to
+        from {{ days }}
+        group by user_id
+    ) as user_ranges
+    cross join lateral (
+        select *
+        from {{ rows }}
+        where {{ rows }}.user_id = user_ranges.user_id
+            and {{ rows }}.played_at >= user_ranges.range_from
+            and {{ rows }}.played_at < user_ranges.range_to
+        offset 0
+    ) as rows_of_user
+{%- endmacro %}
