@@ -53,3 +53,33 @@
         offset 0
     ) as rows_of_user
 {%- endmacro %}
+
+{#
+    fct_plays' days to rebuild: the days of the plays loaded or resolved since its last build,
+    and the day on either side. Both the model (which rebuilds them) and its pre-hook (which
+    deletes them first) read it: a day can be left with no play at all, when its one play's
+    kept copy moves past midnight (an API copy at 00:00:03 arriving after the export's copy at
+    23:59:55), and delete+insert would empty only the days it writes rows to.
+#}
+{% macro play_days_to_rebuild() -%}
+    {%- set plays = '(select * from ' ~ ref('stg_spotify__plays') ~ ' where is_skip is not true) as plays' -%}
+    select distinct
+        new_play_days.user_id,
+        new_play_days.played_on_utc + day_offsets.day_offset as played_on_utc
+
+    from (
+        {{ utc_days_changed_since(plays, plays_new_since(), 'played_on_utc') }}
+    ) as new_play_days
+    cross join (values (-1), (0), (1)) as day_offsets (day_offset)
+{%- endmacro %}
+
+{# fct_plays' pre-hook: the kept plays of the days an incremental build rebuilds go first. #}
+{% macro delete_play_days_to_rebuild(relation) -%}
+    {%- if is_incremental() -%}
+    set local jit = off;
+    delete from {{ relation }} as kept
+    using ({{ play_days_to_rebuild() }}) as days_to_rebuild
+    where kept.user_id = days_to_rebuild.user_id
+        and kept.played_on_utc = days_to_rebuild.played_on_utc
+    {%- endif -%}
+{%- endmacro %}

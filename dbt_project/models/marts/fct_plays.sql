@@ -1,10 +1,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['user_id', 'played_on_utc'],
+        incremental_strategy='append',
         on_schema_change='append_new_columns',
-        pre_hook="{% if is_incremental() %}set local jit = off{% endif %}",
+        pre_hook="{{ delete_play_days_to_rebuild(this) }}",
         post_hook=[
             "{{ ensure_index(this, ['user_id', 'played_on_utc']) }}",
             "{{ ensure_index(this, ['user_id', 'played_at']) }}",
@@ -31,7 +30,7 @@
     Once its name key is resolved, the row has the Spotify track id, so it meets its copies.
 
     Incremental: the (user, UTC day) partitions with newly loaded raw rows, plus the day on
-    either side, are rebuilt whole (delete+insert on user_id + played_on_utc), computed from
+    either side, are deleted (pre-hook) and rebuilt whole (play_days_to_rebuild), computed from
     the raw plays of one more day on either side so clusters across midnight are seen whole.
     A resolution (app.track_resolutions) re-keys old rows without reloading them: its
     resolved_at counts as a load time, so their days are rebuilt too.
@@ -64,26 +63,15 @@ plays as not materialized (
 
 {% if is_incremental() %}
 
--- plays loaded, or whose name key was resolved, since the last build (plays_new_since: with
--- an hour of overlap)
-new_play_days as (
-
-    {{ utc_days_changed_since('plays', plays_new_since(), 'played_on_utc') }}
-
-),
-
+-- the days with plays loaded, or whose name key was resolved, since the last build
+-- (plays_new_since: with an hour of overlap), and the day on either side
 days_to_rebuild as (
 
-    select distinct
-        new_play_days.user_id,
-        new_play_days.played_on_utc + day_offsets.day_offset as played_on_utc
-
-    from new_play_days
-    cross join (values (-1), (0), (1)) as day_offsets (day_offset)
+    {{ play_days_to_rebuild() }}
 
 ),
 
--- and one more day on either side, so that a cluster across midnight is seen whole
+-- their plays, and one more day's on either side, so that a cluster across midnight is seen whole
 plays_in_scope as (
 
     {{ rows_spanning_days('plays', 'days_to_rebuild', 'played_on_utc', margin_days=1) }}
