@@ -4,9 +4,9 @@
 #}
 
 {#
-    The (user_id, UTC day) of every row of `rows` (a CTE of stg_spotify__plays rows) loaded or
-    resolved since `new_since` (plays_new_since). Two selects, each able to use its own index,
-    where one `or` reads all.
+    The (user_id, UTC day) of every row of `rows` (stg_spotify__plays rows: a CTE, or an aliased
+    subquery) loaded or resolved since `new_since` (plays_new_since). Two selects, each able to
+    use its own index, where one `or` reads all.
 #}
 {% macro utc_days_changed_since(rows, new_since, day_column) -%}
     select

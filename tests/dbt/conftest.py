@@ -41,6 +41,13 @@ class DbtRun:
             run_results=self.artifacts_dir / "target" / "run_results.json",
         )
 
+    def rows_then_rebuilt_whole(self, table: str, columns: str, order_by: str) -> tuple[list[dict], list[dict]]:
+        """marts.<table>'s rows as an incremental build left them, then after `dbt run --full-refresh` of it."""
+        query = f"select {columns} from marts.{table} order by {order_by}"
+        incremental = self.rows(query)
+        self.dbt("run", "--select", table, "--full-refresh")
+        return incremental, self.rows(query)
+
     def rows(self, sql: str, params=()) -> list[dict]:
         with self.connect().cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
             cur.execute(sql, params)

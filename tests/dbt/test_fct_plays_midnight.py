@@ -46,9 +46,8 @@ def test_a_play_whose_kept_copy_moves_past_midnight_leaves_its_old_day(dbt_built
             (dt.date(2026, 10, 5), API_COPY[1], "api", 200_000, 2),
         ]
 
-        incremental = dbt_built.rows(f"select {COLUMNS} from marts.fct_plays order by play_id")
-        dbt_built.dbt("run", "--select", "fct_plays", "--full-refresh")
-        assert dbt_built.rows(f"select {COLUMNS} from marts.fct_plays order by play_id") == incremental
+        incremental, full = dbt_built.rows_then_rebuilt_whole("fct_plays", COLUMNS, "play_id")
+        assert full == incremental
     finally:
         with conn.cursor() as cur:
             cur.execute(

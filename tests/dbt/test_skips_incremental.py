@@ -45,9 +45,8 @@ def test_new_skips_are_added_and_a_later_copy_replaces_its_account_row(dbt_built
         # the account row written by the build before is gone
         assert _skips_around_midnight(dbt_built) == [(EXTENDED_COPY[1], "t_svefn")]
 
-        incremental = dbt_built.rows(f"select {COLUMNS} from marts.fct_skips order by skip_id")
-        dbt_built.dbt("run", "--select", "fct_skips", "--full-refresh")
-        assert dbt_built.rows(f"select {COLUMNS} from marts.fct_skips order by skip_id") == incremental
+        incremental, full = dbt_built.rows_then_rebuilt_whole("fct_skips", COLUMNS, "skip_id")
+        assert full == incremental
     finally:
         with conn.cursor() as cur:
             cur.execute(
